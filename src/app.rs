@@ -1,0 +1,168 @@
+//! `sluice run`: wires Postgres, the consumer group and the partition
+//! workers together and runs until shutdown or a fatal error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::{redact_url, Config, Problem};
+use crate::kafka::{client_config, SinkConsumer, SinkContext};
+use crate::metrics::Metrics;
+use crate::migrate::migrate;
+use crate::offsets::OffsetStore;
+use crate::pg::{self, PgSetupError};
+use crate::pipeline::{Shared, Workers};
+use crate::sink::error::{ErrorClass, SinkError};
+use crate::sink::writer::TableWriter;
+use crate::sink::{plan_writers, PlanError};
+
+/// How long shutdown waits for in-flight batches to commit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    PgSetup(#[from] PgSetupError),
+    #[error(transparent)]
+    Postgres(#[from] SinkError),
+    #[error("the target tables do not match the configuration:\n{}", list(.0))]
+    Plan(Vec<Problem>),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {}: {}", p.path, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl From<PlanError> for AppError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::Postgres(e) => AppError::Postgres(e),
+            PlanError::Problems(p) => AppError::Plan(p),
+        }
+    }
+}
+
+/// Runs the sink until `shutdown` is cancelled (then drains and returns
+/// `Ok`) or a fatal error stops it. Needs a multi-thread tokio runtime.
+pub async fn run(config: Config, registry: &Registry, shutdown: CancellationToken) -> Result<(), AppError> {
+    let metrics = Metrics::register(registry)?;
+    let pool = pg::pool(&config.postgres)?;
+    let stop = shutdown.child_token();
+    info!(postgres = %redact_url(config.postgres.url.expose()), brokers = %config.kafka.brokers,
+          group = %config.kafka.group_id, "starting");
+    let Some(writers) = prepare(&config, &pool, &metrics, &stop).await? else {
+        return Ok(());
+    };
+    let shared = Arc::new(Shared::new(
+        pool,
+        OffsetStore::new(&config.postgres.state_schema),
+        writers,
+        metrics,
+        config.batch.clone(),
+        config.kafka.group_id.clone(),
+        config.kafka.start_from,
+        config.kafka.revoke_timeout,
+        stop,
+    ));
+    let workers = Arc::new(Workers::default());
+    let context = SinkContext::new(Arc::clone(&shared), Arc::clone(&workers), Handle::current());
+    let consumer: Arc<SinkConsumer> = Arc::new(client_config(&config).create_with_context(context)?);
+    consumer.context().set_consumer(&consumer);
+    let topics: Vec<&str> = config.routes.iter().map(|r| r.topic.as_str()).collect();
+    consumer.subscribe(&topics)?;
+    info!(?topics, "subscribed");
+
+    let polled = serve(&consumer, &shared).await;
+
+    let handles = workers.stop_all();
+    if !Workers::wait(handles, SHUTDOWN_GRACE).await {
+        warn!(grace = ?SHUTDOWN_GRACE, "workers still writing after the grace period");
+    }
+    // Closing leaves the group (partitions move at once) and commits the
+    // advisory offsets; it polls synchronously, so not on a runtime thread.
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    polled?;
+    match shared.failure() {
+        Some(reason) => Err(AppError::Failed(reason)),
+        None => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// Polls the main queue, which serves rebalances and client events; records
+/// never arrive here because every assigned partition's queue is split off.
+async fn serve(consumer: &SinkConsumer, shared: &Shared) -> Result<(), AppError> {
+    loop {
+        tokio::select! {
+            () = shared.stop.cancelled() => return Ok(()),
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    let reason = format!(
+                        "a record of {}[{}] reached the main queue; refusing to write it out of order",
+                        m.topic(), m.partition());
+                    shared.fail(reason.clone());
+                    return Err(AppError::Failed(reason));
+                }
+                Err(e) => {
+                    shared.metrics.kafka_errors.inc();
+                    warn!(error = %e, "kafka client error");
+                }
+            }
+        }
+    }
+}
+
+/// Migrates sluice's schema and plans every route's writer, waiting for
+/// Postgres if it is not reachable yet. `None` when shut down meanwhile.
+async fn prepare(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> Result<Option<HashMap<String, Arc<TableWriter>>>, AppError> {
+    let mut backoff = Backoff::new(Duration::from_secs(30));
+    loop {
+        let attempt: Result<_, PlanError> = async {
+            let mut client = pool.get().await.map_err(SinkError::from)?;
+            if config.postgres.auto_migrate {
+                let applied = migrate(&mut client, &config.postgres.state_schema).await?;
+                if !applied.is_empty() {
+                    info!(?applied, "applied migrations");
+                }
+            }
+            plan_writers(config, &**client).await
+        }
+        .await;
+        match attempt {
+            Ok(writers) => return Ok(Some(writers)),
+            Err(PlanError::Postgres(e)) if e.class() == ErrorClass::Retry => {
+                metrics.pg_errors.with_label_values(&[&e.class_label()]).inc();
+                warn!(error = %e, "Postgres is not reachable yet; retrying");
+                if !backoff.wait(stop).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

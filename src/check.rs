@@ -1,0 +1,141 @@
+//! `sluice check` and `sluice migrate`: validate the config, then every
+//! external dependency it names — every problem reported at once.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config::{redact_url, Config, ConfigError, Problem};
+use crate::kafka::client_config;
+use crate::migrate::migrate;
+use crate::pg;
+use crate::sink::{plan_writers, PlanError};
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs every check and prints the verdict; exit 0 only when all is well.
+pub async fn check(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid(problems)) => return report(&problems, 64),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let mut problems = check_postgres(&config).await;
+    problems.extend(check_kafka(&config).await);
+    if problems.is_empty() {
+        println!("ok: configuration valid, Postgres and every target table writable, every topic found");
+        ExitCode::SUCCESS
+    } else {
+        report(&problems, 1)
+    }
+}
+
+fn report(problems: &[Problem], code: u8) -> ExitCode {
+    for p in problems {
+        eprintln!("error: {}: {}", p.path, p.message);
+    }
+    eprintln!("{} problem(s) found", problems.len());
+    ExitCode::from(code)
+}
+
+async fn check_postgres(config: &Config) -> Vec<Problem> {
+    let problem = |message: String| vec![Problem { path: "postgres.url".into(), message }];
+    let url = redact_url(config.postgres.url.expose());
+    let pg_config = match pg::connection_config(&config.postgres) {
+        Ok(c) => c,
+        Err(e) => return problem(e.to_string()),
+    };
+    let (client, connection) = match pg_config.connect(tokio_postgres::NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => return problem(format!("cannot connect to {url}: {e}")),
+    };
+    tokio::spawn(connection);
+    let mut problems = match plan_writers(config, &client).await {
+        Ok(_) => Vec::new(),
+        Err(PlanError::Problems(p)) => p,
+        Err(PlanError::Postgres(e)) => problem(format!("querying {url} failed: {e}")),
+    };
+    if !config.postgres.auto_migrate {
+        let schema = &config.postgres.state_schema;
+        let found = client
+            .query_one("SELECT to_regclass(quote_ident($1) || '.offsets') IS NOT NULL", &[schema])
+            .await
+            .map(|r| r.get::<_, bool>(0));
+        if !matches!(found, Ok(true)) {
+            problems.push(Problem {
+                path: "postgres.state_schema".into(),
+                message: format!(
+                    "{schema}.offsets does not exist and auto_migrate is off (run `sluice migrate`)"
+                ),
+            });
+        }
+    }
+    problems
+}
+
+async fn check_kafka(config: &Config) -> Vec<Problem> {
+    let consumer: BaseConsumer = match client_config(config).create() {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Problem { path: "kafka.librdkafka".into(), message: e.to_string() }];
+        }
+    };
+    let topics: Vec<(usize, String)> =
+        config.routes.iter().enumerate().map(|(i, r)| (i, r.topic.clone())).collect();
+    let brokers = config.kafka.brokers.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut problems = Vec::new();
+        for (i, topic) in topics {
+            let found = consumer
+                .fetch_metadata(Some(&topic), KAFKA_TIMEOUT)
+                .map_err(|e| (true, e.to_string()))
+                .and_then(|md| match md.topics().first() {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+                    _ => Err((false, format!("topic {topic} does not exist"))),
+                });
+            match found {
+                Ok(()) => {}
+                Err((true, e)) => {
+                    problems.push(Problem {
+                        path: "kafka.brokers".into(),
+                        message: format!("cannot fetch metadata from {brokers}: {e}"),
+                    });
+                    break;
+                }
+                Err((false, message)) => {
+                    problems.push(Problem { path: format!("routes[{i}].topic"), message })
+                }
+            }
+        }
+        problems
+    })
+    .await;
+    checked.unwrap_or_else(|e| {
+        vec![Problem { path: "kafka".into(), message: format!("metadata check failed: {e}") }]
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Setup(#[from] pg::PgSetupError),
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: tokio_postgres::Error },
+    #[error("migration failed: {0}")]
+    Migrate(tokio_postgres::Error),
+}
+
+/// `sluice migrate`: applies pending migrations of the state schema.
+pub async fn migrate_only(config: &Config) -> Result<Vec<i32>, MigrateError> {
+    let (mut client, connection) = pg::connection_config(&config.postgres)?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|source| MigrateError::Connect { url: redact_url(config.postgres.url.expose()), source })?;
+    tokio::spawn(connection);
+    migrate(&mut client, &config.postgres.state_schema).await.map_err(MigrateError::Migrate)
+}

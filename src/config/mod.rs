@@ -1,0 +1,335 @@
+//! sluice's configuration: the YAML file users write, `${VAR}` expansion,
+//! parsing and validation. The doc comment on every field is the user
+//! documentation (docs/configuration.md repeats it).
+
+mod columns;
+mod error;
+mod expand;
+mod names;
+mod secret;
+mod units;
+mod validate;
+mod yaml_error;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use columns::ColumnSource;
+pub use error::{ConfigError, Problem};
+pub use names::{is_plain_identifier, quote_ident, TableName};
+pub use secret::{redact_url, Secret};
+pub use units::{parse_duration, ByteSize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to consume from. Required.
+    pub kafka: KafkaConfig,
+    /// Where to write to, and where sluice keeps its own state. Required.
+    pub postgres: PostgresConfig,
+    /// When a batch is written. Optional; every field has a default.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Which topic goes to which table, and how. Required: at least one.
+    pub routes: Vec<RouteConfig>,
+    /// The HTTP server for health checks and metrics. Optional.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Logging. Optional.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The `kafka` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated "host:port" pairs. Required.
+    pub brokers: String,
+    /// The consumer group id; replicas sharing it split the partitions. Required.
+    pub group_id: String,
+    /// Where to start in a partition for which Postgres holds no offset yet:
+    /// `earliest`, `latest` or `committed` (the group's offset committed in
+    /// Kafka, falling back to earliest). Default: `earliest`.
+    #[serde(default = "default_start_from")]
+    pub start_from: StartFrom,
+    /// How long a rebalance waits for the workers of revoked partitions to
+    /// finish their current batch (1s to 10m). Default: `10s`.
+    #[serde(
+        default = "default_revoke_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub revoke_timeout: Duration,
+    /// Raw librdkafka settings passed through to the consumer (values may be
+    /// strings, numbers or booleans). Keys sluice owns are rejected. Default:
+    /// empty.
+    #[serde(default, deserialize_with = "units::string_map")]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// Where to start consuming a partition that has no offset in Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The oldest message still in the partition.
+    #[default]
+    Earliest,
+    /// Only messages produced after sluice starts.
+    Latest,
+    /// The offset the consumer group committed in Kafka (earliest if none).
+    Committed,
+}
+
+/// The `postgres` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection string, URL (`postgres://user:pass@host:5432/db`) or
+    /// key/value (`host=... password=...`) form. Use `${VAR}` for the
+    /// password; it is never logged. Required.
+    pub url: Secret,
+    /// Fixed number of connections for this replica, independent of the
+    /// partition count (1 to 1000). Default: `8`.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Schema holding sluice's offsets and dead letters; a plain lower-case
+    /// identifier. Default: `sluice`.
+    #[serde(default = "default_state_schema")]
+    pub state_schema: String,
+    /// Run sluice's own schema migrations at start-up; turn off when a
+    /// separate `sluice migrate` job with DDL rights does it. Default: `true`.
+    #[serde(default = "default_true")]
+    pub auto_migrate: bool,
+    /// How long to wait for a new connection. Default: `10s`.
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub connect_timeout: Duration,
+}
+
+/// The `batch` section: a batch is written when ANY limit is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Write once a batch holds this many rows (at least 1). Default: `5000`.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Write once a batch holds this many bytes of message data (1KiB to
+    /// 1GiB; "4MiB", "512KiB", "64KB" or a number of bytes). Default: `4MiB`.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Write once the oldest message in a batch has waited this long (at most
+    /// 10m). Default: `50ms`.
+    #[serde(default = "default_linger", deserialize_with = "units::duration")]
+    pub linger: Duration,
+}
+
+/// One entry of `routes`: a topic and the table its messages go to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The Kafka topic to consume; each topic may be routed once. Required.
+    pub topic: String,
+    /// The target table, `schema.table` or `table` (schema `public`);
+    /// unquoted names fold to lower case, double-quote others. Required.
+    pub table: String,
+    /// How message values are decoded: `json` (columns point into the JSON
+    /// value) or `raw` (bytes as they are). Default: `json`.
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// How rows are written: `copy` (binary COPY) or `insert` (multi-row
+    /// INSERT, chunked under 65,535 parameters). Default: `copy`.
+    #[serde(default = "default_write_method")]
+    pub write_method: WriteMethod,
+    /// Idempotency key: columns whose values identify a row, each one mapped
+    /// under `columns`. Default: absent, which keys rows by their Kafka
+    /// coordinates (topic, partition, offset).
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    /// Table column name (exactly as in PostgreSQL) to its source: a JSON
+    /// pointer into the value (`/customer/id`, `/` for the whole value) or a
+    /// Kafka field (`$topic`, `$partition`, `$offset`, `$key`, `$value`,
+    /// `$timestamp`, `$headers.<name>`). Required: at least one.
+    #[serde(deserialize_with = "units::unique_map")]
+    pub columns: BTreeMap<String, ColumnSource>,
+}
+
+impl RouteConfig {
+    /// The parsed `table` (always `Ok` once `Config::validate` passed).
+    pub fn table_name(&self) -> Result<TableName, String> {
+        TableName::parse(&self.table)
+    }
+}
+
+/// How a route decodes message values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The value is a JSON document.
+    #[default]
+    Json,
+    /// The value is opaque bytes.
+    Raw,
+}
+
+/// How a route writes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMethod {
+    /// Binary COPY into a staging table.
+    #[default]
+    Copy,
+    /// Multi-row INSERT, chunked under 65,535 bind parameters.
+    Insert,
+}
+
+/// The `http` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the health and metrics server, "ip:port". Default:
+    /// `127.0.0.1:9187`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log line format: `text` or `json`. Default: `text`.
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+    /// A tracing EnvFilter directive, like `info` or `info,sluice=debug`;
+    /// the RUST_LOG environment variable overrides it. Default: `info`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+const fn default_start_from() -> StartFrom {
+    StartFrom::Earliest
+}
+const fn default_format() -> Format {
+    Format::Json
+}
+const fn default_write_method() -> WriteMethod {
+    WriteMethod::Copy
+}
+const fn default_log_format() -> LogFormat {
+    LogFormat::Text
+}
+const fn default_revoke_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+const fn default_pool_size() -> usize {
+    8
+}
+fn default_state_schema() -> String {
+    "sluice".to_owned()
+}
+const fn default_true() -> bool {
+    true
+}
+const fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+const fn default_max_rows() -> usize {
+    5000
+}
+const fn default_max_bytes() -> ByteSize {
+    ByteSize(4 * 1024 * 1024)
+}
+const fn default_linger() -> Duration {
+    Duration::from_millis(50)
+}
+const fn default_listen() -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9187)
+}
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            linger: default_linger(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: default_log_format(),
+            level: default_level(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file, expands ${VAR} from the process environment, parses,
+    /// validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml(&text, |name| std::env::var(name).ok())
+    }
+
+    /// Same from text with an explicit variable lookup (tests pass a closure).
+    pub fn from_yaml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let expanded = expand::expand(text, &env).map_err(ConfigError::Invalid)?;
+        let config: Config = serde_yaml::from_str(&expanded.text)
+            .map_err(|error| ConfigError::Invalid(vec![expanded.yaml_problem(&error)]))?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every semantic problem at once (empty = valid).
+    pub fn validate(&self) -> Vec<Problem> {
+        validate::validate(self)
+    }
+
+    /// The route for a topic.
+    pub fn route(&self, topic: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|route| route.topic == topic)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! The shipped example configs and the configuration reference.
+
+use super::*;
+
+#[test]
+fn example_configs_parse_and_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(err) = Config::from_yaml(&text, |_| Some("x".to_owned())) {
+            panic!("{}: {err}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(
+        seen >= 4,
+        "expected the example configs in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn docs_mention_every_field() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let docs = std::fs::read_to_string(&path).unwrap();
+    let names = [
+        // Config
+        "kafka",
+        "postgres",
+        "batch",
+        "routes",
+        "http",
+        "log",
+        // KafkaConfig
+        "brokers",
+        "group_id",
+        "start_from",
+        "revoke_timeout",
+        "librdkafka",
+        // PostgresConfig
+        "url",
+        "pool_size",
+        "state_schema",
+        "auto_migrate",
+        "connect_timeout",
+        // BatchConfig
+        "max_rows",
+        "max_bytes",
+        "linger",
+        // RouteConfig
+        "topic",
+        "table",
+        "format",
+        "write_method",
+        "key",
+        "columns",
+        // HttpConfig
+        "listen",
+        // LogConfig
+        "level",
+        // enum values
+        "earliest",
+        "latest",
+        "committed",
+        "json",
+        "raw",
+        "copy",
+        "insert",
+        "text",
+        // column sources
+        "$topic",
+        "$partition",
+        "$offset",
+        "$key",
+        "$value",
+        "$timestamp",
+        "$headers.<name>",
+        // librdkafka keys sluice owns
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+    ];
+    for name in names {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "docs/configuration.md does not mention `{name}`"
+        );
+    }
+}

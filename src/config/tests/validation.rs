@@ -1,0 +1,151 @@
+//! Config::validate: each problem, with its path.
+
+use super::*;
+
+#[test]
+fn validation_of_kafka_and_postgres() {
+    let p = problems_after(|c| {
+        c.kafka.brokers = " ".into();
+        c.kafka.group_id = String::new();
+        c.kafka.revoke_timeout = Duration::from_millis(500);
+        for key in [
+            "bootstrap.servers",
+            "group.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "auto.offset.reset",
+            "client.id",
+        ] {
+            c.kafka.librdkafka.insert(key.into(), "x".into());
+        }
+        c.postgres.pool_size = 0;
+        c.postgres.state_schema = "Sluice".into();
+    });
+    assert_one(&p, "kafka.brokers", "is empty");
+    assert_one(&p, "kafka.group_id", "is empty");
+    assert_one(&p, "kafka.revoke_timeout", "from 1s to 10m");
+    assert_one(
+        &p,
+        "kafka.librdkafka.bootstrap.servers",
+        "use kafka.brokers",
+    );
+    assert_one(&p, "kafka.librdkafka.group.id", "use kafka.group_id");
+    assert_one(
+        &p,
+        "kafka.librdkafka.enable.auto.commit",
+        "offsets in Postgres",
+    );
+    assert_one(
+        &p,
+        "kafka.librdkafka.enable.auto.offset.store",
+        "offsets in Postgres",
+    );
+    assert_one(
+        &p,
+        "kafka.librdkafka.auto.offset.reset",
+        "use kafka.start_from",
+    );
+    assert_one(&p, "postgres.pool_size", "from 1 to 1000");
+    assert_one(&p, "postgres.state_schema", "not a plain identifier");
+    assert_eq!(p.len(), 10, "{p:#?}");
+
+    let p = problems_after(|c| {
+        c.kafka.brokers = "a:1,,b:2".into();
+        c.kafka.revoke_timeout = Duration::from_secs(601);
+        c.postgres.pool_size = 1001;
+        c.postgres.state_schema = "x".repeat(64);
+        c.postgres.connect_timeout = Duration::ZERO;
+        c.postgres.url = Secret::new("");
+    });
+    assert_one(&p, "kafka.brokers", "empty entry");
+    assert_one(&p, "kafka.revoke_timeout", "from 1s to 10m");
+    assert_one(&p, "postgres.pool_size", "is 1001");
+    assert_one(&p, "postgres.state_schema", "not a plain identifier");
+    assert_one(&p, "postgres.connect_timeout", "positive duration");
+    assert_one(&p, "postgres.url", "is empty");
+    assert_eq!(p.len(), 6, "{p:#?}");
+
+    for schema in ["1abc", "a-b", "", "a b"] {
+        let p = problems_after(|c| c.postgres.state_schema = schema.into());
+        assert_one(&p, "postgres.state_schema", "plain identifier");
+    }
+    for schema in ["sluice", "_state", "s1_x"] {
+        assert!(problems_after(|c| c.postgres.state_schema = schema.into()).is_empty());
+    }
+}
+
+#[test]
+fn validation_of_batch_and_log() {
+    let p = problems_after(|c| {
+        c.batch.max_rows = 0;
+        c.batch.max_bytes = ByteSize(1023);
+        c.batch.linger = Duration::from_secs(601);
+        c.log.level = String::new();
+    });
+    assert_one(&p, "batch.max_rows", "at least 1");
+    assert_one(
+        &p,
+        "batch.max_bytes",
+        "is 1023B; set a size from 1KiB to 1GiB",
+    );
+    assert_one(&p, "batch.linger", "at most 10m");
+    assert_one(&p, "log.level", "is empty");
+    assert_eq!(p.len(), 4, "{p:#?}");
+    let p = problems_after(|c| c.batch.max_bytes = ByteSize((1 << 30) + 1));
+    assert_one(&p, "batch.max_bytes", "from 1KiB to 1GiB");
+    let edges = problems_after(|c| {
+        c.batch.max_bytes = ByteSize::KIB;
+        c.batch.linger = Duration::ZERO;
+        c.kafka.revoke_timeout = Duration::from_secs(1);
+    });
+    assert!(edges.is_empty(), "{edges:?}");
+    assert!(problems_after(|c| c.batch.max_bytes = ByteSize::GIB).is_empty());
+}
+
+#[test]
+fn validation_of_routes() {
+    let p = problems_after(|c| c.routes.clear());
+    assert_one(&p, "routes", "at least one route");
+
+    let p = problems_after(|c| {
+        let mut second = c.routes[0].clone();
+        second.table = "a.b.c".into();
+        second.key = Some(vec!["id".into(), "missing".into(), "id".into()]);
+        second
+            .columns
+            .insert("payload".into(), ColumnSource::WholeValue);
+        second.columns.insert(String::new(), ColumnSource::Offset);
+        second.format = Format::Raw;
+        c.routes.push(second);
+        let mut third = c.routes[0].clone();
+        third.topic = "bad topic!".into();
+        third.columns.clear();
+        third.key = Some(vec![]);
+        c.routes.push(third);
+    });
+    assert_one(&p, "routes[1].topic", "already routed by routes[0]");
+    assert_one(&p, "routes[1].table", "too many dots");
+    assert_one(&p, "routes[1].key", "column \"missing\" is not mapped");
+    assert_one(&p, "routes[1].key", "lists column \"id\" twice");
+    assert_one(
+        &p,
+        "routes[1].columns.payload",
+        "format raw has no JSON to point into; map $value instead",
+    );
+    assert_one(&p, "routes[1].columns.id", "format raw has no JSON");
+    assert_one(&p, "routes[1].columns", "empty name");
+    assert_one(&p, "routes[2].topic", "not a valid Kafka topic");
+    assert_one(&p, "routes[2].columns", "map at least one column");
+    assert_one(&p, "routes[2].key", "omit key");
+    assert_eq!(p.len(), 10, "{p:#?}");
+
+    for topic in [".", "..", &"t".repeat(250), "a/b"] {
+        let p = problems_after(|c| c.routes[0].topic = topic.into());
+        assert_one(&p, "routes[0].topic", "not a valid Kafka topic");
+    }
+    let p = problems_after(|c| c.routes[0].topic = String::new());
+    assert_one(&p, "routes[0].topic", "is empty");
+    let p = problems_after(|c| c.routes[0].table = String::new());
+    assert_one(&p, "routes[0].table", "empty");
+    assert!(problems_after(|c| c.routes[0].topic = "A.b_c-1".into()).is_empty());
+}

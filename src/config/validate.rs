@@ -1,0 +1,262 @@
+//! Semantic checks on a parsed configuration. Every problem is collected;
+//! each message says what is wrong and how to fix it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::names::{is_plain_identifier, TableName, MAX_IDENT_BYTES};
+use super::{ByteSize, ColumnSource, Config, Format, KafkaConfig, Problem, RouteConfig};
+
+/// Longest Kafka topic name.
+const MAX_TOPIC_LEN: usize = 249;
+
+/// librdkafka settings sluice sets itself, with the fix to suggest.
+const OWNED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
+    (
+        "bootstrap.servers",
+        "sluice sets it; use kafka.brokers instead",
+    ),
+    (
+        "metadata.broker.list",
+        "sluice sets it; use kafka.brokers instead",
+    ),
+    ("group.id", "sluice sets it; use kafka.group_id instead"),
+    (
+        "enable.auto.commit",
+        "sluice stores offsets in Postgres, in the same transaction as the rows; remove it",
+    ),
+    (
+        "enable.auto.offset.store",
+        "sluice stores offsets in Postgres, in the same transaction as the rows; remove it",
+    ),
+    (
+        "auto.offset.reset",
+        "sluice sets it; use kafka.start_from instead",
+    ),
+];
+
+pub(crate) fn validate(config: &Config) -> Vec<Problem> {
+    let mut problems = Problems(Vec::new());
+    check_kafka(&config.kafka, &mut problems);
+
+    let pg = &config.postgres;
+    if pg.url.expose().trim().is_empty() {
+        problems.add(
+            "postgres.url",
+            r#"is empty; write a connection URL like "postgres://sluice:${PG_PASSWORD}@127.0.0.1:5432/app""#,
+        );
+    }
+    if !(1..=1000).contains(&pg.pool_size) {
+        problems.add(
+            "postgres.pool_size",
+            format!(
+                "is {}; set a number of connections from 1 to 1000",
+                pg.pool_size
+            ),
+        );
+    }
+    if !is_plain_identifier(&pg.state_schema) {
+        problems.add(
+            "postgres.state_schema",
+            format!(
+                "{:?} is not a plain identifier; use lower-case letters, digits and _ (starting with a letter or _, at most {MAX_IDENT_BYTES} bytes), like \"sluice\"",
+                pg.state_schema
+            ),
+        );
+    }
+    if pg.connect_timeout.is_zero() {
+        problems.add(
+            "postgres.connect_timeout",
+            r#"is 0; set a positive duration like "10s""#,
+        );
+    }
+
+    let batch = &config.batch;
+    if batch.max_rows == 0 {
+        problems.add("batch.max_rows", "is 0; set at least 1 row (default 5000)");
+    }
+    if batch.max_bytes < ByteSize::KIB || batch.max_bytes > ByteSize::GIB {
+        problems.add(
+            "batch.max_bytes",
+            format!(
+                "is {}; set a size from 1KiB to 1GiB, like \"4MiB\"",
+                batch.max_bytes
+            ),
+        );
+    }
+    if batch.linger > Duration::from_secs(600) {
+        problems.add(
+            "batch.linger",
+            format!(
+                "is {}; set at most 10m (default 50ms)",
+                humantime::format_duration(batch.linger)
+            ),
+        );
+    }
+
+    if config.routes.is_empty() {
+        problems.add(
+            "routes",
+            "is empty; add at least one route with topic, table and columns",
+        );
+    }
+    let mut seen_topics: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, route) in config.routes.iter().enumerate() {
+        let at = format!("routes[{index}]");
+        check_route(&at, route, &mut problems);
+        if route.topic.is_empty() {
+            continue;
+        }
+        match seen_topics.get(route.topic.as_str()) {
+            Some(first) => problems.add(
+                format!("{at}.topic"),
+                format!(
+                    "topic {:?} is already routed by routes[{first}]; route each topic once",
+                    route.topic
+                ),
+            ),
+            None => {
+                seen_topics.insert(&route.topic, index);
+            }
+        }
+    }
+
+    if config.log.level.trim().is_empty() {
+        problems.add(
+            "log.level",
+            r#"is empty; write a level like "info" or a directive like "info,sluice=debug""#,
+        );
+    }
+    problems.0
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem::new(path, message));
+    }
+}
+
+fn check_kafka(kafka: &KafkaConfig, problems: &mut Problems) {
+    if kafka.brokers.trim().is_empty() {
+        problems.add(
+            "kafka.brokers",
+            r#"is empty; list the bootstrap brokers like "127.0.0.1:9092" or "k1:9092,k2:9092""#,
+        );
+    } else if kafka.brokers.split(',').any(|b| b.trim().is_empty()) {
+        problems.add(
+            "kafka.brokers",
+            format!(
+                "{:?} has an empty entry; separate brokers with single commas, like \"k1:9092,k2:9092\"",
+                kafka.brokers
+            ),
+        );
+    }
+    if kafka.group_id.trim().is_empty() {
+        problems.add(
+            "kafka.group_id",
+            r#"is empty; name the consumer group, like "orders-sink""#,
+        );
+    }
+    let timeout = kafka.revoke_timeout;
+    if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(600) {
+        problems.add(
+            "kafka.revoke_timeout",
+            format!(
+                "is {}; set a duration from 1s to 10m (default 10s)",
+                humantime::format_duration(timeout)
+            ),
+        );
+    }
+    for key in kafka.librdkafka.keys() {
+        if let Some((_, fix)) = OWNED_LIBRDKAFKA_KEYS.iter().find(|(owned, _)| owned == key) {
+            problems.add(
+                format!("kafka.librdkafka.{key}"),
+                format!("cannot be set here: {fix}"),
+            );
+        }
+    }
+}
+
+fn check_route(at: &str, route: &RouteConfig, problems: &mut Problems) {
+    let topic = &route.topic;
+    if topic.is_empty() {
+        problems.add(
+            format!("{at}.topic"),
+            "is empty; name the Kafka topic to consume",
+        );
+    } else if topic.len() > MAX_TOPIC_LEN
+        || topic == "."
+        || topic == ".."
+        || !topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        problems.add(
+            format!("{at}.topic"),
+            format!(
+                "{topic:?} is not a valid Kafka topic; use letters, digits, '.', '_' and '-' (at most {MAX_TOPIC_LEN}, not \".\" or \"..\")"
+            ),
+        );
+    }
+
+    if let Err(why) = TableName::parse(&route.table) {
+        problems.add(format!("{at}.table"), why);
+    }
+
+    if route.columns.is_empty() {
+        problems.add(
+            format!("{at}.columns"),
+            "is empty; map at least one column, like `order_id: /id`",
+        );
+    }
+    for (name, source) in &route.columns {
+        if name.trim().is_empty() {
+            problems.add(
+                format!("{at}.columns"),
+                "has a column with an empty name; write the table column's name before the colon",
+            );
+            continue;
+        }
+        let path = format!("{at}.columns.{name}");
+        if name.len() > MAX_IDENT_BYTES {
+            problems.add(
+                &path,
+                format!("column name is longer than PostgreSQL's {MAX_IDENT_BYTES}-byte limit; shorten it"),
+            );
+        }
+        let points_into_json =
+            matches!(source, ColumnSource::Pointer(_) | ColumnSource::WholeValue);
+        if route.format == Format::Raw && points_into_json {
+            problems.add(
+                path,
+                "format raw has no JSON to point into; map $value instead",
+            );
+        }
+    }
+
+    if let Some(key) = &route.key {
+        if key.is_empty() {
+            problems.add(
+                format!("{at}.key"),
+                "is empty; list key columns, or omit key to use the Kafka coordinates",
+            );
+        }
+        for (i, column) in key.iter().enumerate() {
+            if key[..i].contains(column) {
+                problems.add(
+                    format!("{at}.key"),
+                    format!("lists column {column:?} twice; list each key column once"),
+                );
+            } else if !route.columns.contains_key(column) {
+                problems.add(
+                    format!("{at}.key"),
+                    format!(
+                        "column {column:?} is not mapped; add it under {at}.columns or remove it from key"
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The Kafka side: client settings and the consumer group's rebalances.
+
+mod rebalance;
+
+use rdkafka::consumer::stream_consumer::{StreamConsumer, StreamPartitionQueue};
+use rdkafka::{ClientConfig, Offset};
+
+use crate::config::{Config, StartFrom};
+
+pub use rebalance::SinkContext;
+
+pub type SinkConsumer = StreamConsumer<SinkContext>;
+pub type PartitionQueue = StreamPartitionQueue<SinkContext>;
+
+/// Where a partition starts: its offset in Postgres, or `start_from`.
+pub fn start_offset(stored: Option<i64>, start_from: StartFrom) -> Offset {
+    match (stored, start_from) {
+        (Some(n), _) => Offset::Offset(n),
+        (None, StartFrom::Earliest) => Offset::Beginning,
+        (None, StartFrom::Latest) => Offset::End,
+        (None, StartFrom::Committed) => Offset::Stored,
+    }
+}
+
+/// librdkafka settings: sluice's defaults, then the user's raw settings
+/// (which win), then the settings sluice's correctness depends on.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    // Each partition has its own queue, and librdkafka's prefetch limits
+    // apply per partition then: keep them near one batch so memory is
+    // bounded by partitions x batch size, not by the backlog. A lower queue
+    // size needs a lower fetch.queue.backoff.ms or fetching stalls
+    // (librdkafka #3662).
+    let per_partition_kib = (config.batch.max_bytes.bytes() * 2 / 1024).clamp(1024, 65_536);
+    for (k, v) in [
+        ("partition.assignment.strategy", "cooperative-sticky".to_string()),
+        ("queued.max.messages.kbytes", per_partition_kib.to_string()),
+        ("queued.min.messages", (config.batch.max_rows * 2).max(1000).to_string()),
+        ("fetch.queue.backoff.ms", "50".to_string()),
+        ("auto.commit.interval.ms", "5000".to_string()),
+    ] {
+        cc.set(k, v);
+    }
+    for (k, v) in &config.kafka.librdkafka {
+        cc.set(k, v);
+    }
+    let reset = match config.kafka.start_from {
+        StartFrom::Latest => "latest",
+        StartFrom::Earliest | StartFrom::Committed => "earliest",
+    };
+    cc.set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.kafka.group_id)
+        // Offsets live in Postgres; Kafka gets them afterwards, advisory.
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", reset);
+    cc
+}

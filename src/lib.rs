@@ -1,0 +1,48 @@
+//! # sluice — an ordered, exactly-once Kafka → PostgreSQL sink
+//!
+//! ## Data flow
+//! ```text
+//! Kafka ──(consumer group, cooperative-sticky)──► kafka::SinkContext::rebalance
+//!    assign: claim each partition in Postgres (offsets), seek there, split its
+//!            queue off, start one pipeline::worker per partition
+//!    revoke: stop those workers and wait for them (bounded)
+//! partition queue ──► worker: collect a batch (rows | bytes | linger)
+//!                 ──► sink::commit: one transaction = fence(offsets) + rows
+//!                     (COPY or INSERT, sink::writer) + dead letters; retry,
+//!                     bisect or stop by SQLSTATE class (sink::error)
+//!                 ──► advisory offset stored to Kafka (for lag tools)
+//! ```
+//!
+//! ## Layout
+//! - [`config`]: the YAML contract, `${VAR}` expansion, validation.
+//! - [`app`]: `sluice run` — wiring, main poll loop, shutdown.
+//! - [`kafka`]: librdkafka settings and the rebalance callback.
+//! - [`pipeline`]: partition workers and the state they share.
+//! - [`record`]: a Kafka record copied out of librdkafka.
+//! - [`sink`]: catalog, decoding and coercion, binary cells, batch writer,
+//!   commit with retry/bisection, SQLSTATE classification.
+//! - [`offsets`]: the offset store and its fence.
+//! - [`migrate`]: sluice's own schema (`migrations/*.sql`).
+//! - [`pg`]: the Postgres connection pool.
+//! - [`metrics`]: Prometheus metrics on a registry passed in.
+//! - [`backoff`]: retry delays.
+//! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
+//! - [`embedded`]: a throwaway Postgres and librdkafka's mock cluster, for
+//!   the demo and the tests.
+//! - [`logging`]: tracing set-up.
+
+pub mod app;
+pub mod backoff;
+pub mod check;
+pub mod config;
+pub mod demo;
+pub mod embedded;
+pub mod kafka;
+pub mod logging;
+pub mod metrics;
+pub mod migrate;
+pub mod offsets;
+pub mod pg;
+pub mod pipeline;
+pub mod record;
+pub mod sink;

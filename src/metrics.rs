@@ -1,0 +1,130 @@
+//! Prometheus metrics. One `Metrics` value is registered on a registry the
+//! application creates and passes down; nothing uses the global registry.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub rows_written: IntCounterVec,
+    pub rows_skipped: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub batch_commit_seconds: Histogram,
+    pub batch_rows: Histogram,
+    pub batch_bytes: Histogram,
+    pub pg_errors: IntCounterVec,
+    pub retries: IntCounter,
+    pub fence_rejections: IntCounter,
+    pub ambiguous_commits: IntCounter,
+    pub rewinds: IntCounter,
+    pub rebalances: IntCounterVec,
+    pub assigned_partitions: IntGauge,
+    pub committed_offset: IntGaugeVec,
+    pub partition_rows: IntCounterVec,
+    pub kafka_errors: IntCounter,
+}
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(
+            registry: &Registry,
+            c: T,
+        ) -> Result<T, prometheus::Error> {
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        }
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            reg(registry, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?)
+        };
+        let counter = |name: &str, help: &str| reg(registry, IntCounter::new(name, help)?);
+        let tp = &["topic", "partition"];
+        let build = IntGaugeVec::new(
+            Opts::new("sluice_build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        reg(registry, build)?;
+        Ok(Metrics {
+            rows_written: counter_vec(
+                "sluice_rows_written_total",
+                "Rows written to target tables.",
+                &["table", "mode"],
+            )?,
+            rows_skipped: counter_vec(
+                "sluice_rows_skipped_total",
+                "Records that produced no row, by reason (conflict, tombstone).",
+                &["reason"],
+            )?,
+            dead_letters: counter_vec(
+                "sluice_dead_letters_total",
+                "Records written to the dead-letter table, by reason (decode, refused).",
+                &["table", "reason"],
+            )?,
+            batch_commit_seconds: histogram(
+                "sluice_batch_commit_seconds",
+                "Time to write and commit one batch transaction.",
+                prometheus::exponential_buckets(0.001, 2.0, 16)?,
+            )?,
+            batch_rows: histogram(
+                "sluice_batch_rows",
+                "Records per committed batch.",
+                prometheus::exponential_buckets(1.0, 4.0, 10)?,
+            )?,
+            batch_bytes: histogram(
+                "sluice_batch_bytes",
+                "Record bytes per committed batch.",
+                prometheus::exponential_buckets(256.0, 4.0, 10)?,
+            )?,
+            pg_errors: counter_vec(
+                "sluice_pg_errors_total",
+                "Postgres errors by SQLSTATE class (\"connection\" when the connection failed).",
+                &["class"],
+            )?,
+            retries: counter("sluice_retries_total", "Batch attempts retried after a retryable error.")?,
+            fence_rejections: counter(
+                "sluice_fence_rejections_total",
+                "Commits refused by the offset fence because another worker owns the partition.",
+            )?,
+            ambiguous_commits: counter(
+                "sluice_ambiguous_commits_total",
+                "Commits whose reply was lost and that the offset row proved applied.",
+            )?,
+            rewinds: counter(
+                "sluice_offset_rewinds_total",
+                "Times a partition was re-read because Postgres held an older offset than expected.",
+            )?,
+            rebalances: counter_vec(
+                "sluice_rebalances_total",
+                "Rebalance events by kind (assign, revoke, error).",
+                &["kind"],
+            )?,
+            assigned_partitions: reg(
+                registry,
+                IntGauge::new("sluice_assigned_partitions", "Partitions this replica owns.")?,
+            )?,
+            committed_offset: reg(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_partition_committed_offset",
+                        "Next offset committed to Postgres, per partition.",
+                    ),
+                    tp,
+                )?,
+            )?,
+            partition_rows: counter_vec(
+                "sluice_partition_rows_total",
+                "Records committed per partition (rows, skipped and dead letters).",
+                tp,
+            )?,
+            kafka_errors: counter(
+                "sluice_kafka_errors_total",
+                "Errors reported by the Kafka client while consuming.",
+            )?,
+        })
+    }
+}

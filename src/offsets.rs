@@ -1,0 +1,160 @@
+//! The offset store: each partition's next offset lives in Postgres, in
+//! `<state_schema>.offsets`, and is advanced inside the batch's transaction.
+//!
+//! Fencing (see docs/ARCHITECTURE.md): a worker *claims* a partition by
+//! writing a fresh owner token into its row; every commit advances the row only
+//! if it still holds that owner **and** the offset the batch started from. A
+//! commit that touches no row is judged by [`judge`]: a stale worker stops, an
+//! earlier commit whose reply was lost is recognised, and a database that lost
+//! commits is refilled from its stored offset.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::config::quote_ident;
+
+/// Identifies one partition's row in the offsets table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionKey {
+    pub group_id: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl std::fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+/// What a commit that did not pass the fence means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceVerdict {
+    /// Another worker claimed the partition (or its row was removed): this
+    /// worker must stop and never write again.
+    Stale { owner: Option<Uuid> },
+    /// This very batch was committed by an earlier attempt whose reply was
+    /// lost; carry on as if this attempt had succeeded.
+    AlreadyCommitted,
+    /// The row is ours but holds another offset (the database lost commits,
+    /// e.g. after an asynchronous-replica failover): resume from it.
+    Rewound { next_offset: Option<i64> },
+}
+
+/// Decides what a failed fence means from the row as it stands now.
+pub fn judge(me: Uuid, end: i64, row: Option<(Uuid, Option<i64>)>) -> FenceVerdict {
+    match row {
+        None => FenceVerdict::Stale { owner: None },
+        Some((owner, _)) if owner != me => FenceVerdict::Stale { owner: Some(owner) },
+        Some((_, Some(next))) if next == end => FenceVerdict::AlreadyCommitted,
+        Some((_, next_offset)) => FenceVerdict::Rewound { next_offset },
+    }
+}
+
+/// SQL for the offsets table of one state schema.
+#[derive(Debug, Clone)]
+pub struct OffsetStore {
+    claim_sql: String,
+    advance_sql: String,
+    read_sql: String,
+}
+
+impl OffsetStore {
+    pub fn new(state_schema: &str) -> OffsetStore {
+        let table = format!("{}.offsets", quote_ident(state_schema));
+        OffsetStore {
+            // Taking the row lock makes a claim wait for the previous owner's
+            // in-flight commit, so the offset it returns is the latest one.
+            claim_sql: format!(
+                "INSERT INTO {table} (group_id, topic, partition, next_offset, owner) \
+                 VALUES ($1, $2, $3, NULL, $4) \
+                 ON CONFLICT (group_id, topic, partition) \
+                 DO UPDATE SET owner = EXCLUDED.owner, claimed_at = now() \
+                 RETURNING next_offset"
+            ),
+            advance_sql: format!(
+                "UPDATE {table} SET next_offset = $5, updated_at = now() \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3 \
+                 AND owner = $4 AND next_offset IS NOT DISTINCT FROM $6"
+            ),
+            read_sql: format!(
+                "SELECT owner, next_offset FROM {table} \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3"
+            ),
+        }
+    }
+
+    /// Makes `owner` the partition's only writer and returns the stored next
+    /// offset (`None` when nothing was ever committed for it).
+    pub async fn claim(
+        &self,
+        client: &impl GenericClient,
+        key: &PartitionKey,
+        owner: Uuid,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        let stmt = client.prepare_cached(&self.claim_sql).await?;
+        let row = client
+            .query_one(&stmt, &[&key.group_id, &key.topic, &key.partition, &owner])
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Inside a batch transaction: moves the offset from `start` to `end` if
+    /// `owner` still holds the partition. `false` means the fence held the
+    /// write back; the caller rolls back and asks [`OffsetStore::read`] why.
+    pub async fn advance(
+        &self,
+        client: &impl GenericClient,
+        key: &PartitionKey,
+        owner: Uuid,
+        start: Option<i64>,
+        end: i64,
+    ) -> Result<bool, tokio_postgres::Error> {
+        let stmt = client.prepare_cached(&self.advance_sql).await?;
+        let n = client
+            .execute(
+                &stmt,
+                &[&key.group_id, &key.topic, &key.partition, &owner, &end, &start],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The partition's row as it stands: `(owner, next_offset)`.
+    pub async fn read(
+        &self,
+        client: &impl GenericClient,
+        key: &PartitionKey,
+    ) -> Result<Option<(Uuid, Option<i64>)>, tokio_postgres::Error> {
+        let stmt = client.prepare_cached(&self.read_sql).await?;
+        let row = client
+            .query_opt(&stmt, &[&key.group_id, &key.topic, &key.partition])
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let me = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        assert_eq!(judge(me, 10, None), FenceVerdict::Stale { owner: None });
+        assert_eq!(
+            judge(me, 10, Some((other, Some(10)))),
+            FenceVerdict::Stale { owner: Some(other) }
+        );
+        assert_eq!(judge(me, 10, Some((me, Some(10)))), FenceVerdict::AlreadyCommitted);
+        assert_eq!(
+            judge(me, 10, Some((me, Some(3)))),
+            FenceVerdict::Rewound { next_offset: Some(3) }
+        );
+        assert_eq!(
+            judge(me, 10, Some((me, None))),
+            FenceVerdict::Rewound { next_offset: None }
+        );
+    }
+}

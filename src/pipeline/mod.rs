@@ -1,0 +1,152 @@
+//! Partition workers and what they share.
+
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::{BatchConfig, StartFrom};
+use crate::metrics::Metrics;
+use crate::offsets::{OffsetStore, PartitionKey};
+use crate::sink::writer::TableWriter;
+use worker::{Exit, PartitionWorker};
+
+/// Read-mostly state every worker uses.
+pub struct Shared {
+    pub pool: Pool,
+    pub offsets: OffsetStore,
+    /// The table writer of each routed topic.
+    pub writers: HashMap<String, Arc<TableWriter>>,
+    pub metrics: Metrics,
+    pub batch: BatchConfig,
+    pub group_id: String,
+    pub start_from: StartFrom,
+    pub revoke_timeout: Duration,
+    pub max_backoff: Duration,
+    /// Cancelled on shutdown or on the first fatal error; workers' stop
+    /// tokens are its children.
+    pub stop: CancellationToken,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pool: Pool,
+        offsets: OffsetStore,
+        writers: HashMap<String, Arc<TableWriter>>,
+        metrics: Metrics,
+        batch: BatchConfig,
+        group_id: String,
+        start_from: StartFrom,
+        revoke_timeout: Duration,
+        stop: CancellationToken,
+    ) -> Shared {
+        Shared {
+            pool,
+            offsets,
+            writers,
+            metrics,
+            batch,
+            group_id,
+            start_from,
+            revoke_timeout,
+            max_backoff: Duration::from_secs(30),
+            stop,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Records the first fatal error and stops the service.
+    pub fn fail(&self, reason: String) {
+        error!(%reason, "fatal error; stopping");
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure.get_or_insert(reason);
+        self.stop.cancel();
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// The running workers, by partition. The lock is only ever held briefly,
+/// never across an await.
+#[derive(Default)]
+pub struct Workers {
+    running: Mutex<HashMap<(String, i32), Running>>,
+}
+
+impl Workers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn spawn(&self, shared: &Arc<Shared>, worker: PartitionWorker) {
+        let slot = (worker.key.topic.clone(), worker.key.partition);
+        let key = worker.key.clone();
+        let stop = worker.stop.clone();
+        let shared = Arc::clone(shared);
+        let handle = tokio::spawn(async move {
+            match worker.run().await {
+                Exit::Stopped => info!(partition = %key, "worker stopped"),
+                Exit::Stale { owner } => info!(partition = %key, ?owner, "worker fenced out"),
+                Exit::Failed(e) => shared.fail(format!("partition {key}: {e}")),
+            }
+        });
+        if let Some(old) = self.lock().insert(slot, Running { stop, handle }) {
+            // librdkafka never assigns a partition twice without revoking
+            // it; should it, the old worker is fenced by the new claim.
+            old.stop.cancel();
+        }
+    }
+
+    /// Tells the workers of these partitions to stop; returns their handles.
+    pub fn stop(&self, parts: &[PartitionKey]) -> Vec<JoinHandle<()>> {
+        let mut running = self.lock();
+        parts
+            .iter()
+            .filter_map(|k| running.remove(&(k.topic.clone(), k.partition)))
+            .map(|r| {
+                r.stop.cancel();
+                r.handle
+            })
+            .collect()
+    }
+
+    pub fn stop_all(&self) -> Vec<JoinHandle<()>> {
+        self.lock()
+            .drain()
+            .map(|(_, r)| {
+                r.stop.cancel();
+                r.handle
+            })
+            .collect()
+    }
+
+    /// Waits for workers to end; `false` if `timeout` passed first.
+    pub async fn wait(handles: Vec<JoinHandle<()>>, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, futures::future::join_all(handles))
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,197 @@
+//! One partition's serial worker: collect a batch from the partition's own
+//! queue, commit it, repeat. No two batches of a partition are ever in
+//! flight: the next batch is collected only after the previous one ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::Shared;
+use crate::kafka::{start_offset, PartitionQueue, SinkConsumer};
+use crate::offsets::PartitionKey;
+use crate::record::Record;
+use crate::sink::commit::{Committer, Outcome};
+use crate::sink::error::SinkError;
+use crate::sink::writer::TableWriter;
+
+/// A parked stream can miss librdkafka's "queue non-empty" wakeup
+/// (rust-rdkafka #665); re-polling this often heals such a stall.
+const HEAL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Where a worker is in its cycle (named in logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for records and filling a batch.
+    Collecting,
+    /// Writing the batch in one transaction (not interrupted by a stop).
+    Writing,
+}
+
+/// Why a worker ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// Told to stop (revoked, or shutting down); its uncommitted records are
+    /// left for the partition's next owner.
+    Stopped,
+    /// The fence showed another worker owns the partition.
+    Stale { owner: Option<Uuid> },
+    /// An error no retry fixes.
+    Failed(WorkerError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot seek to offset {offset:?}: {source}")]
+    Seek {
+        offset: Option<i64>,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+pub struct PartitionWorker {
+    pub key: PartitionKey,
+    pub owner: Uuid,
+    /// The stored next offset (`None`: nothing committed yet).
+    pub next_offset: Option<i64>,
+    pub queue: PartitionQueue,
+    pub consumer: Arc<SinkConsumer>,
+    pub writer: Arc<TableWriter>,
+    pub shared: Arc<Shared>,
+    pub stop: CancellationToken,
+}
+
+enum Next {
+    Record(Record),
+    Linger,
+    Stop,
+}
+
+impl PartitionWorker {
+    pub async fn run(mut self) -> Exit {
+        let shared = Arc::clone(&self.shared);
+        let writer = Arc::clone(&self.writer);
+        let limits = &shared.batch;
+        let max_bytes = usize::try_from(limits.max_bytes.bytes()).unwrap_or(usize::MAX);
+        let mut batch: Vec<Record> = Vec::with_capacity(limits.max_rows.min(16_384));
+        loop {
+            let mut state = State::Collecting;
+            debug!(partition = %self.key, ?state, next_offset = ?self.next_offset);
+            batch.clear();
+            let mut bytes = 0usize;
+            let mut deadline = None;
+            while batch.len() < limits.max_rows && bytes < max_bytes {
+                match self.next(deadline).await {
+                    Next::Record(record) => {
+                        bytes += record.size();
+                        batch.push(record);
+                        deadline.get_or_insert_with(|| Instant::now() + limits.linger);
+                    }
+                    Next::Linger => break,
+                    Next::Stop => return Exit::Stopped,
+                }
+            }
+            state = State::Writing;
+            debug!(partition = %self.key, ?state, records = batch.len());
+            let committer = Committer {
+                pool: &shared.pool,
+                offsets: &shared.offsets,
+                writer: &writer,
+                metrics: &shared.metrics,
+                key: &self.key,
+                owner: self.owner,
+                cancel: &self.stop,
+                max_backoff: shared.max_backoff,
+            };
+            match committer.commit(self.next_offset, &batch).await {
+                Ok(Outcome::Committed { next_offset }) => self.committed(next_offset),
+                Ok(Outcome::Stale { owner }) => {
+                    info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
+                    return Exit::Stale { owner };
+                }
+                Ok(Outcome::Rewound { next_offset }) => {
+                    if let Err(e) = self.rewind(next_offset) {
+                        return Exit::Failed(e);
+                    }
+                }
+                Ok(Outcome::Cancelled) => return Exit::Stopped,
+                Err(e) => return Exit::Failed(e.into()),
+            }
+        }
+    }
+
+    /// The next record of this partition, or why there is none.
+    async fn next(&self, deadline: Option<Instant>) -> Next {
+        let linger = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(linger);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return Next::Stop,
+                () = &mut linger => return Next::Linger,
+                msg = self.queue.recv() => match msg {
+                    Ok(msg) => {
+                        let record = Record::from_message(&msg);
+                        // Records below the stored offset are already in
+                        // Postgres (a re-delivery): never write them twice.
+                        if self.next_offset.is_some_and(|n| record.offset < n) {
+                            continue;
+                        }
+                        return Next::Record(record);
+                    }
+                    Err(e) => {
+                        // librdkafka recovers from these by itself (broker
+                        // down, leader moved); count them, keep consuming.
+                        self.shared.metrics.kafka_errors.inc();
+                        warn!(partition = %self.key, error = %e, "kafka consumer error");
+                    }
+                },
+                () = tokio::time::sleep(HEAL_INTERVAL) => {}
+            }
+        }
+    }
+
+    fn committed(&mut self, next_offset: i64) {
+        self.next_offset = Some(next_offset);
+        self.shared
+            .metrics
+            .committed_offset
+            .with_label_values(&[self.key.topic.as_str(), &self.key.partition.to_string()])
+            .set(next_offset);
+        // Advisory only (lag tools read it); Postgres holds the real offset,
+        // so a failure here loses nothing.
+        let mut tpl = TopicPartitionList::new();
+        let stored = tpl
+            .add_partition_offset(&self.key.topic, self.key.partition, Offset::Offset(next_offset))
+            .and_then(|()| self.consumer.store_offsets(&tpl));
+        if let Err(e) = stored {
+            debug!(partition = %self.key, error = %e, "advisory offset not stored");
+        }
+    }
+
+    /// Postgres holds an older offset than this worker wrote: re-read from it.
+    fn rewind(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
+        warn!(partition = %self.key, ?next_offset, expected = ?self.next_offset,
+              "Postgres lost committed batches; re-reading from its offset");
+        let offset = start_offset(next_offset, self.shared.start_from);
+        tokio::task::block_in_place(|| {
+            self.consumer
+                .seek(&self.key.topic, self.key.partition, offset, Duration::from_secs(10))
+        })
+        .map_err(|source| WorkerError::Seek { offset: next_offset, source })?;
+        self.next_offset = next_offset;
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! Commits a batch exactly once, whatever Postgres does meanwhile.
+//!
+//! - Retryable errors: the same slice is attempted again after a backoff, on a
+//!   fresh connection; the fence makes the retry safe even when the failed
+//!   attempt did commit (its reply was lost).
+//! - A record the database refuses (SQLSTATE 22/23): the slice is bisected
+//!   into halves committed in order, each fenced, until the record stands
+//!   alone; it is then dead-lettered with the SQLSTATE and message.
+//! - Fatal errors stop the partition.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Object, Pool};
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::error::{ErrorClass, SinkError};
+use super::writer::{Attempt, Refused, Slice, TableWriter, WriteStats};
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+use crate::offsets::{judge, FenceVerdict, OffsetStore, PartitionKey};
+use crate::record::Record;
+
+/// How a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written (or proven written); the partition continues from `next_offset`.
+    Committed { next_offset: i64 },
+    /// Another worker owns the partition: stop without writing.
+    Stale { owner: Option<Uuid> },
+    /// Postgres holds another offset for us: re-read from it.
+    Rewound { next_offset: Option<i64> },
+    /// Cancelled while waiting to retry; nothing of the batch was written.
+    Cancelled,
+}
+
+/// Everything a partition worker needs to commit its batches.
+pub struct Committer<'a> {
+    pub pool: &'a Pool,
+    pub offsets: &'a OffsetStore,
+    pub writer: &'a TableWriter,
+    pub metrics: &'a Metrics,
+    pub key: &'a PartitionKey,
+    pub owner: Uuid,
+    pub cancel: &'a CancellationToken,
+    pub max_backoff: Duration,
+}
+
+impl Committer<'_> {
+    /// Commits `records` (in offset order) continuing from `start`.
+    pub async fn commit(&self, start: Option<i64>, records: &[Record]) -> Result<Outcome, SinkError> {
+        if records.is_empty() {
+            return Ok(Outcome::Committed { next_offset: start.unwrap_or(0) });
+        }
+        self.commit_slice(start, records, None).await
+    }
+
+    fn commit_slice<'s>(
+        &'s self,
+        start: Option<i64>,
+        records: &'s [Record],
+        refused: Option<Refused>,
+    ) -> BoxFuture<'s, Result<Outcome, SinkError>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(self.max_backoff);
+            loop {
+                let slice = Slice {
+                    key: self.key,
+                    owner: self.owner,
+                    start,
+                    records,
+                    refused: refused.as_ref(),
+                };
+                let began = Instant::now();
+                let err = match self.attempt(&slice).await {
+                    Ok(Attempt::Committed(stats)) => {
+                        self.record(&stats, records.len(), began.elapsed());
+                        return Ok(Outcome::Committed { next_offset: slice.end() });
+                    }
+                    Ok(Attempt::Fenced) => match self.verdict(slice.end()).await {
+                        Ok(outcome) => return Ok(outcome),
+                        Err(e) => e,
+                    },
+                    Err(e) => e,
+                };
+                self.metrics.pg_errors.with_label_values(&[&err.class_label()]).inc();
+                match err.class() {
+                    ErrorClass::Retry => {
+                        self.metrics.retries.inc();
+                        warn!(partition = %self.key, error = %err, "batch failed; retrying");
+                        if !backoff.wait(self.cancel).await {
+                            return Ok(Outcome::Cancelled);
+                        }
+                    }
+                    // A refused dead letter cannot be bisected further.
+                    ErrorClass::DeadLetter if refused.is_none() => {
+                        return self.isolate(start, records, &err).await;
+                    }
+                    _ => return Err(err),
+                }
+            }
+        })
+    }
+
+    /// Splits a refused slice until the refused records stand alone.
+    async fn isolate(
+        &self,
+        start: Option<i64>,
+        records: &[Record],
+        err: &SinkError,
+    ) -> Result<Outcome, SinkError> {
+        if let [record] = records {
+            warn!(partition = %self.key, offset = record.offset, error = %err,
+                  "record refused by Postgres; dead-lettering it");
+            let refused = Refused {
+                reason: err.to_string(),
+                sqlstate: err.sqlstate().map(str::to_string),
+            };
+            return self.commit_slice(start, records, Some(refused)).await;
+        }
+        let (head, tail) = records.split_at(records.len() / 2);
+        match self.commit_slice(start, head, None).await? {
+            Outcome::Committed { next_offset } => self.commit_slice(Some(next_offset), tail, None).await,
+            other => Ok(other),
+        }
+    }
+
+    async fn attempt(&self, slice: &Slice<'_>) -> Result<Attempt, SinkError> {
+        let mut client = self.pool.get().await?;
+        let result = self.writer.write(&mut client, self.offsets, slice).await;
+        if matches!(&result, Err(e) if e.sqlstate().is_none()) {
+            // The connection may be broken mid-protocol: never reuse it.
+            drop(Object::take(client));
+        }
+        result
+    }
+
+    /// Reads the offset row after the fence held a commit back.
+    async fn verdict(&self, end: i64) -> Result<Outcome, SinkError> {
+        let client = self.pool.get().await?;
+        let row = self.offsets.read(&client, self.key).await?;
+        Ok(match judge(self.owner, end, row) {
+            FenceVerdict::AlreadyCommitted => {
+                self.metrics.ambiguous_commits.inc();
+                Outcome::Committed { next_offset: end }
+            }
+            FenceVerdict::Stale { owner } => {
+                self.metrics.fence_rejections.inc();
+                Outcome::Stale { owner }
+            }
+            FenceVerdict::Rewound { next_offset } => {
+                self.metrics.rewinds.inc();
+                Outcome::Rewound { next_offset }
+            }
+        })
+    }
+
+    fn record(&self, stats: &WriteStats, records: usize, took: Duration) {
+        let m = self.metrics;
+        let table = self.writer.table.to_string();
+        m.batch_commit_seconds.observe(took.as_secs_f64());
+        m.batch_rows.observe(records as f64);
+        m.batch_bytes.observe(stats.bytes as f64);
+        m.rows_written.with_label_values(&[table.as_str(), "append"]).inc_by(stats.rows);
+        if stats.conflicts > 0 {
+            m.rows_skipped.with_label_values(&["conflict"]).inc_by(stats.conflicts);
+        }
+        if stats.tombstones > 0 {
+            m.rows_skipped.with_label_values(&["tombstone"]).inc_by(stats.tombstones);
+        }
+        for kind in &stats.dead_letters {
+            m.dead_letters.with_label_values(&[table.as_str(), kind.as_str()]).inc();
+        }
+        m.partition_rows
+            .with_label_values(&[self.key.topic.as_str(), &self.key.partition.to_string()])
+            .inc_by(records as u64);
+    }
+}

@@ -1,0 +1,123 @@
+//! Errors of the Postgres side and how each one is handled.
+//!
+//! Every error is classified by SQLSTATE into exactly one of three classes;
+//! nothing is logged and ignored.
+
+/// What the pipeline does with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Not about any record (connection lost, serialization failure, server
+    /// shutting down, read-only after failover, out of resources): retry the
+    /// same batch with backoff; nothing is skipped.
+    Retry,
+    /// A data or constraint error caused by one record (SQLSTATE class 22 or
+    /// 23): isolate the record by bisecting and dead-letter it.
+    DeadLetter,
+    /// A problem no retry can fix (missing table, permission denied, ...):
+    /// stop and say why.
+    Fatal,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Retry => "retry",
+            ErrorClass::DeadLetter => "dead_letter",
+            ErrorClass::Fatal => "fatal",
+        }
+    }
+}
+
+/// Classifies a SQLSTATE code (`None`: the error came from the connection,
+/// not the server).
+pub fn classify_sqlstate(code: Option<&str>) -> ErrorClass {
+    let Some(code) = code else {
+        return ErrorClass::Retry;
+    };
+    match code {
+        // serialization failure, deadlock, read-only transaction (an old
+        // primary after failover), lock not available (lock_timeout),
+        // query canceled (statement_timeout), admin/crash shutdown, cannot
+        // connect now.
+        "40001" | "40P01" | "25006" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" => {
+            ErrorClass::Retry
+        }
+        _ => match &code[..code.len().min(2)] {
+            // connection exceptions, insufficient resources, system errors
+            "08" | "53" | "58" => ErrorClass::Retry,
+            "22" | "23" => ErrorClass::DeadLetter,
+            _ => ErrorClass::Fatal,
+        },
+    }
+}
+
+/// An error from writing to Postgres.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("postgres: {}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// tokio-postgres' Display omits the server's message for db errors.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                s.push_str(": ");
+                s.push_str(detail);
+            }
+            s
+        }
+        None => err.to_string(),
+    }
+}
+
+impl SinkError {
+    /// The server's SQLSTATE, when the server answered with an error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            SinkError::Postgres(e) => e.code().map(|c| c.code()),
+            SinkError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code().map(|c| c.code()),
+            SinkError::Pool(_) => None,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SinkError::Pool(deadpool_postgres::PoolError::Closed) => ErrorClass::Fatal,
+            // A closed connection ends any statement with a client-side error.
+            SinkError::Postgres(e) if e.is_closed() => ErrorClass::Retry,
+            _ => classify_sqlstate(self.sqlstate()),
+        }
+    }
+
+    /// Metrics label: the SQLSTATE class (two characters) or "connection".
+    pub fn class_label(&self) -> String {
+        match self.sqlstate() {
+            Some(code) => code.chars().take(2).collect(),
+            None => "connection".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        for code in ["08006", "40001", "40P01", "57P01", "57P03", "25006", "53300", "55P03"] {
+            assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Retry, "{code}");
+        }
+        assert_eq!(classify_sqlstate(None), ErrorClass::Retry);
+        for code in ["22001", "22P02", "23502", "23505", "23514", "23503"] {
+            assert_eq!(classify_sqlstate(Some(code)), ErrorClass::DeadLetter, "{code}");
+        }
+        for code in ["42P01", "42703", "42501", "XX000", "0A000", "2"] {
+            assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Fatal, "{code}");
+        }
+    }
+}

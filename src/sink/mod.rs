@@ -1,0 +1,72 @@
+//! The Postgres side: target-table catalog, record decoding and coercion,
+//! binary cells, the batch writer, and how errors are classified and retried.
+
+pub mod catalog;
+pub mod cell;
+pub mod coerce;
+pub mod commit;
+pub mod decode;
+pub mod error;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::GenericClient;
+
+use crate::config::{Config, Problem, TableName};
+use decode::RowDecoder;
+use writer::TableWriter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Postgres(#[from] error::SinkError),
+    #[error("the target tables do not match the configuration")]
+    Problems(Vec<Problem>),
+}
+
+impl From<tokio_postgres::Error> for PlanError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        PlanError::Postgres(e.into())
+    }
+}
+
+/// Reads every route's table from the catalog and builds its writer,
+/// reporting every missing table, unknown column and unwritable type at once.
+pub async fn plan_writers(
+    config: &Config,
+    client: &impl GenericClient,
+) -> Result<HashMap<String, Arc<TableWriter>>, PlanError> {
+    let mut problems = Vec::new();
+    let mut writers = HashMap::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let table = match TableName::parse(&route.table) {
+            Ok(t) => t,
+            Err(message) => {
+                problems.push(Problem { path: format!("routes[{i}].table"), message });
+                continue;
+            }
+        };
+        let columns = catalog::read_table(client, &table).await?;
+        match catalog::plan_route(i, route, &table, columns.as_deref()) {
+            Ok(planned) => {
+                let writer = TableWriter::new(
+                    table,
+                    RowDecoder::new(route.format, planned),
+                    route.write_method,
+                    route.key.is_some(),
+                    &config.postgres.state_schema,
+                    config.batch.max_rows,
+                );
+                writers.insert(route.topic.clone(), Arc::new(writer));
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(writers)
+    } else {
+        Err(PlanError::Problems(problems))
+    }
+}

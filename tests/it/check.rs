@@ -1,0 +1,75 @@
+//! `sluice check`: every problem is named, and a good config passes.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+/// Runs `sluice check` on `yaml`; returns (exit code, stderr + stdout).
+fn check(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("SLUICE_TEST_UNSET_PASSWORD")
+        .output()
+        .expect("run sluice check");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn assert_fails_naming(yaml: &str, needles: &[&str]) {
+    let (code, text) = check(yaml);
+    assert_ne!(code, 0, "check passed but should fail:\n{text}");
+    for needle in needles {
+        assert!(text.contains(needle), "output does not name {needle:?}:\n{text}");
+    }
+}
+
+const BASE: &str = r#"
+kafka:
+  brokers: "BROKERS"
+  group_id: g
+postgres:
+  url: "URL"
+routes:
+  - topic: orders
+    table: orders
+    columns:
+      k: /k
+      seq: /seq
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_problem_and_passes_a_good_config() {
+    let (url, client) = fresh_db("check").await;
+    client
+        .batch_execute("CREATE TABLE orders (k text, seq bigint, spot point)")
+        .await
+        .unwrap();
+    let kafka = kafka("orders", 2);
+    let base = BASE.replace("BROKERS", kafka.bootstrap_servers()).replace("URL", &url);
+    let blocking = tokio::task::spawn_blocking(move || {
+        let (code, text) = check(&base);
+        assert_eq!(code, 0, "a good config passes:\n{text}");
+
+        assert_fails_naming(&base.replace("group_id: g", "group_id: g\n  brokrs: x"), &["brokrs"]);
+        assert_fails_naming(
+            &format!("{base}batch:\n  linger: fast\n"),
+            &["linger", "invalid duration \"fast\""],
+        );
+        assert_fails_naming(
+            &base.replace(&url, &url.replace("postgres@", "postgres:${SLUICE_TEST_UNSET_PASSWORD}@")),
+            &["SLUICE_TEST_UNSET_PASSWORD"],
+        );
+        // Two problems in one run: both are reported.
+        assert_fails_naming(
+            &base.replace("seq: /seq", "seq: /seq\n      nope: /x\n      spot: /spot"),
+            &["routes[0].columns.nope", "\"nope\" does not exist", "routes[0].columns.spot", "point"],
+        );
+        assert_fails_naming(&base.replace("topic: orders", "topic: missing-topic"), &["missing-topic"]);
+        assert_fails_naming(&base.replace("table: orders", "table: no_such_table"), &["no_such_table"]);
+    });
+    blocking.await.unwrap();
+}

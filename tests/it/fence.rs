@@ -1,0 +1,139 @@
+//! The offset fence: a stale worker cannot write; a commit whose reply is
+//! lost is recognised, and a commit aborted by a terminated backend is
+//! re-done — in both cases without a duplicate or a gap.
+
+use std::time::Duration;
+
+use prometheus::Registry;
+use sluice::config::Config;
+use sluice::metrics::Metrics;
+use sluice::offsets::{OffsetStore, PartitionKey};
+use sluice::record::Record;
+use sluice::sink::commit::{Committer, Outcome};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::harness::*;
+use crate::proxy::Proxy;
+
+fn records(range: std::ops::Range<i64>) -> Vec<Record> {
+    range
+        .map(|i| Record {
+            offset: i,
+            timestamp_ms: None,
+            key: None,
+            value: Some(format!(r#"{{"k":"key-{i}","seq":0,"amount":"1.00"}}"#).into_bytes()),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_worker_cannot_commit() {
+    let (url, client) = fresh_db("fence_stale").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let config = Config::from_yaml(&orders_config("127.0.0.1:1", &url, "orders", "g", ""), |_| None).unwrap();
+    let pool = sluice::pg::pool(&config.postgres).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    sluice::migrate::migrate(&mut conn, "sluice").await.unwrap();
+    let writers = sluice::sink::plan_writers(&config, &**conn).await.unwrap();
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).unwrap();
+    let offsets = OffsetStore::new("sluice");
+    let key = PartitionKey { group_id: "g".into(), topic: "orders".into(), partition: 0 };
+    let cancel = CancellationToken::new();
+    let committer = |owner| Committer {
+        pool: &pool,
+        offsets: &offsets,
+        writer: &writers["orders"],
+        metrics: &metrics,
+        key: &key,
+        owner,
+        cancel: &cancel,
+        max_backoff: Duration::from_secs(1),
+    };
+
+    let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(offsets.claim(&conn, &key, old).await.unwrap(), None);
+    assert_eq!(committer(old).commit(None, &records(0..5)).await.unwrap(), Outcome::Committed { next_offset: 5 });
+    // The partition moves: the new owner's claim sees offset 5 and advances.
+    assert_eq!(offsets.claim(&conn, &key, new).await.unwrap(), Some(5));
+    assert_eq!(committer(new).commit(Some(5), &records(5..10)).await.unwrap(), Outcome::Committed { next_offset: 10 });
+    // The old worker, unaware, commits its next batch: refused, nothing written.
+    assert_eq!(
+        committer(old).commit(Some(5), &records(5..10)).await.unwrap(),
+        Outcome::Stale { owner: Some(new) }
+    );
+    assert_eq!(
+        committer(old).commit(Some(10), &records(10..15)).await.unwrap(),
+        Outcome::Stale { owner: Some(new) }
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM orders").await, 10);
+    assert_eq!(count(&client, "SELECT count(DISTINCT src_offset) FROM orders").await, 10);
+    assert_eq!(metric(&registry, "sluice_fence_rejections_total"), 2.0);
+    assert_eq!(offsets.read(&conn, &key).await.unwrap(), Some((new, Some(10))));
+}
+
+/// Sets up a table whose commit sleeps once the row at offset 1000 is in the
+/// transaction (a deferred constraint trigger, run at COMMIT), runs the sink
+/// through a proxy, and returns once that commit is sleeping.
+async fn sink_with_sleeping_commit(name: &str) -> (tokio_postgres::Client, Proxy, Sink, std::collections::HashMap<i32, i64>, sluice::embedded::kafka::MockKafka) {
+    let (url, client) = fresh_db(name).await;
+    client
+        .batch_execute(&format!(
+            "{ORDERS_TABLE};
+             CREATE TABLE ctl (armed boolean NOT NULL); INSERT INTO ctl VALUES (true);
+             CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF (SELECT armed FROM ctl) THEN PERFORM pg_sleep(4); END IF; RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON orders DEFERRABLE INITIALLY DEFERRED
+               FOR EACH ROW WHEN (NEW.src_offset = 1000) EXECUTE FUNCTION slow_commit();"
+        ))
+        .await
+        .unwrap();
+    let kafka = kafka("orders", 1);
+    let end = produce_all(&kafka, "orders", orders(3_000, 1, 50)).await;
+    let pg_port: u16 = url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let proxy = Proxy::start(pg_port).await;
+    let proxied = url.replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    let yaml = orders_config(kafka.bootstrap_servers(), &proxied, "orders", "g", "")
+        .replace("max_rows: 2000", "max_rows: 400");
+    let sink = Sink::start(&yaml);
+    eventually(Duration::from_secs(60), "the commit to sleep", || async {
+        (count(&client, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'").await == 1)
+            .then_some(())
+    })
+    .await;
+    // Disarm so the retry's commit does not sleep again; the sleeping
+    // transaction only reads ctl, so this does not wait for it.
+    client.batch_execute("UPDATE ctl SET armed = false").await.unwrap();
+    (client, proxy, sink, end, kafka)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_reply_is_lost_is_not_applied_twice() {
+    let (client, proxy, sink, end, _kafka) = sink_with_sleeping_commit("fence_lost_reply").await;
+    // The client loses its connection while the server goes on to commit.
+    proxy.cut();
+    wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;
+    assert_eq!(sink.metric("sluice_ambiguous_commits_total"), 1.0, "the retry found its batch committed");
+    assert!(sink.metric("sluice_retries_total") >= 1.0);
+    sink.stop().await.expect("clean stop");
+    assert_orders_exact(&client, 3_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_aborted_by_a_terminated_backend_is_redone() {
+    let (client, _proxy, sink, end, _kafka) = sink_with_sleeping_commit("fence_terminated").await;
+    let terminated = count(
+        &client,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE wait_event = 'PgSleep') t",
+    )
+    .await;
+    assert_eq!(terminated, 1);
+    wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;
+    assert_eq!(sink.metric("sluice_ambiguous_commits_total"), 0.0);
+    assert!(sink.metric("sluice_retries_total") >= 1.0);
+    sink.stop().await.expect("clean stop");
+    assert_orders_exact(&client, 3_000).await;
+}

@@ -1,0 +1,215 @@
+//! Shared test harness: one real Postgres per test binary (a database per
+//! test), one mock Kafka cluster per test, the sink run in-process or as a
+//! child process, and polling helpers (no fixed sleeps).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use prometheus::Registry;
+use sluice::app::{self, AppError};
+use sluice::config::Config;
+use sluice::embedded::kafka::{produce, MockKafka};
+use sluice::embedded::postgres::shared;
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+pub type Produced = Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+/// A fresh database on the binary's shared server, and a client to it.
+pub async fn fresh_db(prefix: &str) -> (String, Client) {
+    let pg = shared().expect("embedded postgres");
+    let url = pg.create_database(prefix).await.expect("create database");
+    let client = connect(&url).await;
+    (url, client)
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+/// A mock cluster with one topic.
+pub fn kafka(topic: &str, partitions: i32) -> MockKafka {
+    let k = MockKafka::start(1).expect("mock cluster");
+    k.create_topic(topic, partitions).expect("create topic");
+    k
+}
+
+/// Produces and returns the next offset (high watermark) per partition.
+pub async fn produce_all(kafka: &MockKafka, topic: &str, records: Produced) -> HashMap<i32, i64> {
+    let delivered = produce(kafka.bootstrap_servers(), topic, records)
+        .await
+        .expect("produce");
+    let mut end = HashMap::new();
+    for (p, o) in delivered {
+        let e = end.entry(p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+    end
+}
+
+/// `n` JSON order events over `keys` keys, each key on one partition with
+/// its own sequence number 0, 1, 2, ...
+pub fn orders(n: usize, partitions: i32, keys: usize) -> Produced {
+    let mut seq = vec![0u64; keys];
+    (0..n)
+        .map(|i| {
+            let k = (i * 7919 + i / 3) % keys;
+            let s = seq[k];
+            seq[k] += 1;
+            let value = format!(r#"{{"k":"key-{k}","seq":{s},"amount":"{}.{:02}"}}"#, i % 1000, i % 100);
+            (k as i32 % partitions, Some(format!("key-{k}").into_bytes()), Some(value.into_bytes()))
+        })
+        .collect()
+}
+
+pub const ORDERS_TABLE: &str = "CREATE TABLE orders (
+    k text NOT NULL, seq bigint NOT NULL, amount numeric(10,2),
+    src_partition integer NOT NULL, src_offset bigint NOT NULL,
+    UNIQUE (src_partition, src_offset))";
+
+/// A config for the `orders` route; `extra_route` lines are appended to the
+/// route (e.g. "    write_method: insert").
+pub fn orders_config(brokers: &str, url: &str, topic: &str, group: &str, extra_route: &str) -> String {
+    format!(
+        r#"
+kafka:
+  brokers: "{brokers}"
+  group_id: {group}
+  librdkafka:
+    session.timeout.ms: "6000"
+    heartbeat.interval.ms: "300"
+postgres:
+  url: "{url}"
+  pool_size: 4
+batch:
+  max_rows: 2000
+  linger: 20ms
+routes:
+  - topic: {topic}
+    table: orders
+    columns:
+      k: /k
+      seq: /seq
+      amount: /amount
+      src_partition: $partition
+      src_offset: $offset
+{extra_route}
+"#
+    )
+}
+
+/// The sink running in-process.
+pub struct Sink {
+    pub token: CancellationToken,
+    pub registry: Registry,
+    handle: JoinHandle<Result<(), AppError>>,
+}
+
+impl Sink {
+    pub fn start(yaml: &str) -> Sink {
+        let config = Config::from_yaml(yaml, |_| None).expect("valid config");
+        let token = CancellationToken::new();
+        let registry = Registry::new();
+        let handle = tokio::spawn({
+            let (token, registry) = (token.clone(), registry.clone());
+            async move { app::run(config, &registry, token).await }
+        });
+        Sink { token, registry, handle }
+    }
+
+    pub async fn stop(self) -> Result<(), AppError> {
+        self.token.cancel();
+        self.handle.await.expect("sink task")
+    }
+
+    /// The value of a counter or gauge, summed over its label sets.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&self.registry, name)
+    }
+}
+
+pub fn metric(registry: &Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        // Only the field of the metric's own type is set; the others are 0.
+        .map(|m| {
+            m.get_counter().get_value()
+                + m.get_gauge().get_value()
+                + m.get_histogram().get_sample_count() as f64
+        })
+        .sum()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stored next offsets per partition of `topic` (state schema `sluice`).
+pub async fn stored_offsets(client: &Client, topic: &str) -> HashMap<i32, i64> {
+    client
+        .query(
+            "SELECT partition, next_offset FROM sluice.offsets WHERE topic = $1 AND next_offset IS NOT NULL",
+            &[&topic],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until Postgres holds `end` as every partition's next offset.
+pub async fn wait_drained(client: &Client, topic: &str, end: &HashMap<i32, i64>, timeout: Duration) {
+    eventually(timeout, "the sink to drain", || async {
+        (stored_offsets(client, topic).await == *end).then_some(())
+    })
+    .await
+}
+
+pub async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+/// Asserts the orders table holds exactly `expected` rows, every (key, seq)
+/// once, and per key the sequence follows offset order with no gap.
+pub async fn assert_orders_exact(client: &Client, expected: i64) {
+    assert_eq!(count(client, "SELECT count(*) FROM orders").await, expected, "row count");
+    let dups = count(
+        client,
+        "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY k, seq HAVING count(*) > 1) d",
+    )
+    .await;
+    assert_eq!(dups, 0, "duplicate (key, seq)");
+    let disorder = count(
+        client,
+        "SELECT count(*) FROM (SELECT seq, lag(seq) OVER (PARTITION BY k ORDER BY src_partition, src_offset) \
+         AS prev FROM orders) o WHERE seq <> prev + 1",
+    )
+    .await;
+    assert_eq!(disorder, 0, "per-key order or gaps");
+    let firsts = count(
+        client,
+        "SELECT count(*) FROM (SELECT min(seq) m FROM orders GROUP BY k) f WHERE m <> 0",
+    )
+    .await;
+    assert_eq!(firsts, 0, "every key starts at seq 0");
+}

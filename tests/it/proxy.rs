@@ -1,0 +1,50 @@
+//! A TCP proxy between the sink and Postgres whose connections the test can
+//! cut at a chosen moment.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub struct Proxy {
+    pub port: u16,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target_port: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let conns = Arc::clone(&conns);
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let conn = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target_port)).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(conn);
+                }
+            }
+        });
+        Proxy { port, conns, accept }
+    }
+
+    /// Drops every open connection: the client sees its connection closed,
+    /// the server only notices when it next writes.
+    pub fn cut(&self) {
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
