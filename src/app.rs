@@ -62,7 +62,11 @@ impl From<PlanError> for AppError {
 
 /// Runs the sink until `shutdown` is cancelled (then drains and returns
 /// `Ok`) or a fatal error stops it. Needs a multi-thread tokio runtime.
-pub async fn run(config: Config, registry: &Registry, shutdown: CancellationToken) -> Result<(), AppError> {
+pub async fn run(
+    config: Config,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let metrics = Metrics::register(registry)?;
     let pool = pg::pool(&config.postgres)?;
     let stop = shutdown.child_token();
@@ -84,7 +88,8 @@ pub async fn run(config: Config, registry: &Registry, shutdown: CancellationToke
     ));
     let workers = Arc::new(Workers::default());
     let context = SinkContext::new(Arc::clone(&shared), Arc::clone(&workers), Handle::current());
-    let consumer: Arc<SinkConsumer> = Arc::new(client_config(&config).create_with_context(context)?);
+    let consumer: Arc<SinkConsumer> =
+        Arc::new(client_config(&config).create_with_context(context)?);
     consumer.context().set_consumer(&consumer);
     let topics: Vec<&str> = config.routes.iter().map(|r| r.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
@@ -156,7 +161,10 @@ async fn prepare(
         match attempt {
             Ok(writers) => return Ok(Some(writers)),
             Err(PlanError::Postgres(e)) if e.class() == ErrorClass::Retry => {
-                metrics.pg_errors.with_label_values(&[&e.class_label()]).inc();
+                metrics
+                    .pg_errors
+                    .with_label_values(&[&e.class_label()])
+                    .inc();
                 warn!(error = %e, "Postgres is not reachable yet; retrying");
                 if !backoff.wait(stop).await {
                     return Ok(None);

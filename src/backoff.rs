@@ -16,7 +16,10 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(max: Duration) -> Backoff {
-        Backoff { next: INITIAL.min(max), max }
+        Backoff {
+            next: INITIAL.min(max),
+            max,
+        }
     }
 
     /// Waits for the next delay (between half and all of it, so that many

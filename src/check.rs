@@ -28,7 +28,9 @@ pub async fn check(path: &Path) -> ExitCode {
     let mut problems = check_postgres(&config).await;
     problems.extend(check_kafka(&config).await);
     if problems.is_empty() {
-        println!("ok: configuration valid, Postgres and every target table writable, every topic found");
+        println!(
+            "ok: configuration valid, Postgres and every target table writable, every topic found"
+        );
         ExitCode::SUCCESS
     } else {
         report(&problems, 1)
@@ -44,7 +46,12 @@ fn report(problems: &[Problem], code: u8) -> ExitCode {
 }
 
 async fn check_postgres(config: &Config) -> Vec<Problem> {
-    let problem = |message: String| vec![Problem { path: "postgres.url".into(), message }];
+    let problem = |message: String| {
+        vec![Problem {
+            path: "postgres.url".into(),
+            message,
+        }]
+    };
     let url = redact_url(config.postgres.url.expose());
     let pg_config = match pg::connection_config(&config.postgres) {
         Ok(c) => c,
@@ -63,7 +70,10 @@ async fn check_postgres(config: &Config) -> Vec<Problem> {
     if !config.postgres.auto_migrate {
         let schema = &config.postgres.state_schema;
         let found = client
-            .query_one("SELECT to_regclass(quote_ident($1) || '.offsets') IS NOT NULL", &[schema])
+            .query_one(
+                "SELECT to_regclass(quote_ident($1) || '.offsets') IS NOT NULL",
+                &[schema],
+            )
             .await
             .map(|r| r.get::<_, bool>(0));
         if !matches!(found, Ok(true)) {
@@ -82,11 +92,18 @@ async fn check_kafka(config: &Config) -> Vec<Problem> {
     let consumer: BaseConsumer = match client_config(config).create() {
         Ok(c) => c,
         Err(e) => {
-            return vec![Problem { path: "kafka.librdkafka".into(), message: e.to_string() }];
+            return vec![Problem {
+                path: "kafka.librdkafka".into(),
+                message: e.to_string(),
+            }];
         }
     };
-    let topics: Vec<(usize, String)> =
-        config.routes.iter().enumerate().map(|(i, r)| (i, r.topic.clone())).collect();
+    let topics: Vec<(usize, String)> = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i, r.topic.clone()))
+        .collect();
     let brokers = config.kafka.brokers.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let mut problems = Vec::new();
@@ -107,16 +124,20 @@ async fn check_kafka(config: &Config) -> Vec<Problem> {
                     });
                     break;
                 }
-                Err((false, message)) => {
-                    problems.push(Problem { path: format!("routes[{i}].topic"), message })
-                }
+                Err((false, message)) => problems.push(Problem {
+                    path: format!("routes[{i}].topic"),
+                    message,
+                }),
             }
         }
         problems
     })
     .await;
     checked.unwrap_or_else(|e| {
-        vec![Problem { path: "kafka".into(), message: format!("metadata check failed: {e}") }]
+        vec![Problem {
+            path: "kafka".into(),
+            message: format!("metadata check failed: {e}"),
+        }]
     })
 }
 
@@ -125,7 +146,10 @@ pub enum MigrateError {
     #[error(transparent)]
     Setup(#[from] pg::PgSetupError),
     #[error("cannot connect to {url}: {source}")]
-    Connect { url: String, source: tokio_postgres::Error },
+    Connect {
+        url: String,
+        source: tokio_postgres::Error,
+    },
     #[error("migration failed: {0}")]
     Migrate(tokio_postgres::Error),
 }
@@ -135,7 +159,12 @@ pub async fn migrate_only(config: &Config) -> Result<Vec<i32>, MigrateError> {
     let (mut client, connection) = pg::connection_config(&config.postgres)?
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|source| MigrateError::Connect { url: redact_url(config.postgres.url.expose()), source })?;
+        .map_err(|source| MigrateError::Connect {
+            url: redact_url(config.postgres.url.expose()),
+            source,
+        })?;
     tokio::spawn(connection);
-    migrate(&mut client, &config.postgres.state_schema).await.map_err(MigrateError::Migrate)
+    migrate(&mut client, &config.postgres.state_schema)
+        .await
+        .map_err(MigrateError::Migrate)
 }

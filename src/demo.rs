@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppError};
 use crate::config::{Config, ConfigError};
-use crate::embedded::kafka::{produce, MockKafka};
+use crate::embedded::kafka::{produce, MockKafka, Record};
 use crate::embedded::postgres::{EmbeddedError, EmbeddedPostgres};
 
 const TOPIC: &str = "demo.orders";
@@ -80,14 +80,22 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let kafka = MockKafka::start(1)?;
     kafka.create_topic(TOPIC, args.partitions)?;
     let records = events(&args);
-    let poison = records.iter().filter(|(_, _, v)| v.as_deref() == Some(POISON)).count();
+    let poison = records
+        .iter()
+        .filter(|(_, _, v)| v.as_deref() == Some(POISON))
+        .count();
     let delivered = produce(kafka.bootstrap_servers(), TOPIC, records).await?;
     let mut end: HashMap<i32, i64> = HashMap::new();
     for (p, o) in &delivered {
         let e = end.entry(*p).or_default();
         *e = (*e).max(o + 1);
     }
-    println!("produced {} events over {} keys into {} partitions", delivered.len(), args.keys, args.partitions);
+    println!(
+        "produced {} events over {} keys into {} partitions",
+        delivered.len(),
+        args.keys,
+        args.partitions
+    );
 
     let config = Config::from_yaml(&demo_config(kafka.bootstrap_servers(), &url), |_| None)?;
     let shutdown = CancellationToken::new();
@@ -106,7 +114,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let verdict = verify(&client, delivered.len() - poison, poison).await;
     if args.postgres_url.is_some() {
         client
-            .batch_execute(&format!("DROP TABLE {TABLE}; DROP SCHEMA {STATE_SCHEMA} CASCADE"))
+            .batch_execute(&format!(
+                "DROP TABLE {TABLE}; DROP SCHEMA {STATE_SCHEMA} CASCADE"
+            ))
             .await?;
     }
     drop(kafka);
@@ -117,8 +127,11 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!("  dead letters        {dead} (the {poison} malformed events, with their bytes)");
     println!("  per-key order       verified for {} keys", args.keys);
     println!("  duplicates / lost   0 / 0");
-    println!("  sink elapsed        {:.2?} ({:.0} rows/s incl. group join)", sink_elapsed,
-             delivered.len() as f64 / sink_elapsed.as_secs_f64());
+    println!(
+        "  sink elapsed        {:.2?} ({:.0} rows/s incl. group join)",
+        sink_elapsed,
+        delivered.len() as f64 / sink_elapsed.as_secs_f64()
+    );
     println!("  total elapsed       {:.2?}", began.elapsed());
     Ok(())
 }
@@ -127,7 +140,7 @@ const POISON: &[u8] = b"{\"id\": oops";
 
 /// Events per key in sequence; a key always goes to the same partition. A
 /// few malformed events show the dead-letter table at work.
-fn events(args: &DemoArgs) -> Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn events(args: &DemoArgs) -> Vec<Record> {
     let mut seqs = vec![0u64; args.keys.max(1)];
     let partitions = args.partitions.max(1);
     (0..args.records)
@@ -190,7 +203,8 @@ async fn wait_drained(
     timeout: Duration,
 ) -> Result<(), DemoError> {
     let deadline = Instant::now() + timeout;
-    let query = format!("SELECT partition, next_offset FROM {STATE_SCHEMA}.offsets WHERE topic = $1");
+    let query =
+        format!("SELECT partition, next_offset FROM {STATE_SCHEMA}.offsets WHERE topic = $1");
     loop {
         // The state schema appears once the sink has migrated it.
         if let Ok(rows) = client.query(&query, &[&TOPIC]).await {
@@ -215,7 +229,12 @@ async fn verify(
     expected_rows: usize,
     expected_dead: usize,
 ) -> Result<(i64, i64), DemoError> {
-    let one = |sql: String| async move { client.query_one(&sql, &[]).await.map(|r| r.get::<_, i64>(0)) };
+    let one = |sql: String| async move {
+        client
+            .query_one(&sql, &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    };
     let rows = one(format!("SELECT count(*) FROM {TABLE}")).await?;
     let dups = one(format!(
         "SELECT count(*) FROM (SELECT 1 FROM {TABLE} GROUP BY customer, seq HAVING count(*) > 1) d"

@@ -42,7 +42,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -55,7 +58,10 @@ fn main() -> ExitCode {
             Command::Check { config } => sluice::check::check(&config).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Demo(args) => {
-                sluice::logging::init(&LogConfig { format: LogFormat::Text, level: "warn".into() });
+                sluice::logging::init(&LogConfig {
+                    format: LogFormat::Text,
+                    level: "warn".into(),
+                });
                 match sluice::demo::run(args).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {

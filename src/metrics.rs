@@ -38,7 +38,10 @@ impl Metrics {
             reg(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            reg(registry, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?)
+            reg(
+                registry,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?,
+            )
         };
         let counter = |name: &str, help: &str| reg(registry, IntCounter::new(name, help)?);
         let tp = &["topic", "partition"];

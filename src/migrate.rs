@@ -7,16 +7,24 @@ use tokio_postgres::Client;
 use crate::config::quote_ident;
 
 /// (version, name, SQL with `{schema}` standing for the state schema).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "state", include_str!("../migrations/0001_state.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "state", include_str!("../migrations/0001_state.sql"))];
 
 /// Applies every pending migration; returns the versions applied now.
-pub async fn migrate(client: &mut Client, state_schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+pub async fn migrate(
+    client: &mut Client,
+    state_schema: &str,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
     let schema = quote_ident(state_schema);
     let lock_key = format!("sluice.migrate.{state_schema}");
-    client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key]).await?;
+    client
+        .execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key])
+        .await?;
     let result = apply(client, &schema).await;
     // Released even when applying failed, so another replica can try.
-    let unlocked = client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key]).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key])
+        .await;
     let applied = result?;
     unlocked?;
     Ok(applied)
@@ -33,7 +41,10 @@ async fn apply(client: &mut Client, schema: &str) -> Result<Vec<i32>, tokio_post
         ))
         .await?;
     let done: Vec<i32> = client
-        .query(&format!("SELECT version FROM {schema}.schema_migrations"), &[])
+        .query(
+            &format!("SELECT version FROM {schema}.schema_migrations"),
+            &[],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -114,7 +114,14 @@ impl OffsetStore {
         let n = client
             .execute(
                 &stmt,
-                &[&key.group_id, &key.topic, &key.partition, &owner, &end, &start],
+                &[
+                    &key.group_id,
+                    &key.topic,
+                    &key.partition,
+                    &owner,
+                    &end,
+                    &start,
+                ],
             )
             .await?;
         Ok(n == 1)
@@ -147,10 +154,15 @@ mod tests {
             judge(me, 10, Some((other, Some(10)))),
             FenceVerdict::Stale { owner: Some(other) }
         );
-        assert_eq!(judge(me, 10, Some((me, Some(10)))), FenceVerdict::AlreadyCommitted);
+        assert_eq!(
+            judge(me, 10, Some((me, Some(10)))),
+            FenceVerdict::AlreadyCommitted
+        );
         assert_eq!(
             judge(me, 10, Some((me, Some(3)))),
-            FenceVerdict::Rewound { next_offset: Some(3) }
+            FenceVerdict::Rewound {
+                next_offset: Some(3)
+            }
         );
         assert_eq!(
             judge(me, 10, Some((me, None))),

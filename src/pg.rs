@@ -11,7 +11,10 @@ use crate::config::{redact_url, PostgresConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum PgSetupError {
     #[error("postgres.url {url} is not a valid connection string: {source}")]
-    Url { url: String, source: tokio_postgres::Error },
+    Url {
+        url: String,
+        source: tokio_postgres::Error,
+    },
     #[error("cannot build the connection pool: {0}")]
     Pool(#[from] deadpool_postgres::BuildError),
 }
@@ -22,10 +25,11 @@ pub enum PgSetupError {
 const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=60000";
 
 pub fn connection_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config, PgSetupError> {
-    let mut pg = tokio_postgres::Config::from_str(cfg.url.expose()).map_err(|source| PgSetupError::Url {
-        url: redact_url(cfg.url.expose()),
-        source,
-    })?;
+    let mut pg =
+        tokio_postgres::Config::from_str(cfg.url.expose()).map_err(|source| PgSetupError::Url {
+            url: redact_url(cfg.url.expose()),
+            source,
+        })?;
     if pg.get_application_name().is_none() {
         pg.application_name("sluice");
     }
@@ -44,7 +48,9 @@ pub fn pool(cfg: &PostgresConfig) -> Result<Pool, PgSetupError> {
     let manager = Manager::from_config(
         connection_config(cfg)?,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     Ok(Pool::builder(manager)
         .max_size(cfg.pool_size)

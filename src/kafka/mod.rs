@@ -33,9 +33,15 @@ pub fn client_config(config: &Config) -> ClientConfig {
     // (librdkafka #3662).
     let per_partition_kib = (config.batch.max_bytes.bytes() * 2 / 1024).clamp(1024, 65_536);
     for (k, v) in [
-        ("partition.assignment.strategy", "cooperative-sticky".to_string()),
+        (
+            "partition.assignment.strategy",
+            "cooperative-sticky".to_string(),
+        ),
         ("queued.max.messages.kbytes", per_partition_kib.to_string()),
-        ("queued.min.messages", (config.batch.max_rows * 2).max(1000).to_string()),
+        (
+            "queued.min.messages",
+            (config.batch.max_rows * 2).max(1000).to_string(),
+        ),
         ("fetch.queue.backoff.ms", "50".to_string()),
         ("auto.commit.interval.ms", "5000".to_string()),
     ] {

@@ -38,7 +38,12 @@ pub struct SinkContext {
 
 impl SinkContext {
     pub fn new(shared: Arc<Shared>, workers: Arc<Workers>, runtime: Handle) -> SinkContext {
-        SinkContext { consumer: OnceLock::new(), shared, workers, runtime }
+        SinkContext {
+            consumer: OnceLock::new(),
+            shared,
+            workers,
+            runtime,
+        }
     }
 
     /// Workers need the consumer (to split queues); the consumer owns this
@@ -50,7 +55,11 @@ impl SinkContext {
 
     fn on_assign(&self, tpl: &mut TopicPartitionList) {
         let shared = &self.shared;
-        shared.metrics.rebalances.with_label_values(&["assign"]).inc();
+        shared
+            .metrics
+            .rebalances
+            .with_label_values(&["assign"])
+            .inc();
         let parts = partitions(tpl, &shared.group_id);
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             error!("rebalance before the consumer was set up; not starting workers");
@@ -95,22 +104,35 @@ impl SinkContext {
 
     fn on_revoke(&self, tpl: &TopicPartitionList) {
         let shared = &self.shared;
-        shared.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        shared
+            .metrics
+            .rebalances
+            .with_label_values(&["revoke"])
+            .inc();
         let parts = partitions(tpl, &shared.group_id);
         let handles = self.workers.stop(&parts);
         if !handles.is_empty() {
             let timeout = shared.revoke_timeout;
             let finished = self.block_on(Workers::wait(handles, timeout));
             if !finished {
-                warn!(?timeout, "revoked workers did not finish in time; the next owner's claim fences them");
+                warn!(
+                    ?timeout,
+                    "revoked workers did not finish in time; the next owner's claim fences them"
+                );
             }
         }
         for key in &parts {
             let p = key.partition.to_string();
             // Absent labels are fine: the partition may never have committed.
-            let _ = shared.metrics.committed_offset.remove_label_values(&[&key.topic, &p]);
+            let _ = shared
+                .metrics
+                .committed_offset
+                .remove_label_values(&[&key.topic, &p]);
         }
-        shared.metrics.assigned_partitions.set(self.workers.len() as i64);
+        shared
+            .metrics
+            .assigned_partitions
+            .set(self.workers.len() as i64);
         info!(partitions = parts.len(), "partitions revoked");
     }
 
@@ -129,7 +151,11 @@ impl SinkContext {
             match result {
                 Ok(stored) => return Some((owner, stored)),
                 Err(e) if e.class() == ErrorClass::Retry => {
-                    shared.metrics.pg_errors.with_label_values(&[&e.class_label()]).inc();
+                    shared
+                        .metrics
+                        .pg_errors
+                        .with_label_values(&[&e.class_label()])
+                        .inc();
                     warn!(partition = %key, error = %e, "cannot claim partition yet; retrying");
                     if !backoff.wait(&shared.stop).await {
                         return None;
@@ -197,14 +223,19 @@ impl ConsumerContext for SinkContext {
             }
             other => {
                 error!(error = ?other, "rebalance failed; releasing every partition");
-                self.shared.metrics.rebalances.with_label_values(&["error"]).inc();
+                self.shared
+                    .metrics
+                    .rebalances
+                    .with_label_values(&["error"])
+                    .inc();
                 let all = self.workers.stop_all();
                 self.block_on(Workers::wait(all, self.shared.revoke_timeout));
                 base.unassign()
             }
         };
         if let Err(e) = result {
-            self.shared.fail(format!("applying the rebalance failed: {e}"));
+            self.shared
+                .fail(format!("applying the rebalance failed: {e}"));
         }
     }
 }

@@ -174,7 +174,11 @@ impl PartitionWorker {
         // so a failure here loses nothing.
         let mut tpl = TopicPartitionList::new();
         let stored = tpl
-            .add_partition_offset(&self.key.topic, self.key.partition, Offset::Offset(next_offset))
+            .add_partition_offset(
+                &self.key.topic,
+                self.key.partition,
+                Offset::Offset(next_offset),
+            )
             .and_then(|()| self.consumer.store_offsets(&tpl));
         if let Err(e) = stored {
             debug!(partition = %self.key, error = %e, "advisory offset not stored");
@@ -187,10 +191,17 @@ impl PartitionWorker {
               "Postgres lost committed batches; re-reading from its offset");
         let offset = start_offset(next_offset, self.shared.start_from);
         tokio::task::block_in_place(|| {
-            self.consumer
-                .seek(&self.key.topic, self.key.partition, offset, Duration::from_secs(10))
+            self.consumer.seek(
+                &self.key.topic,
+                self.key.partition,
+                offset,
+                Duration::from_secs(10),
+            )
         })
-        .map_err(|source| WorkerError::Seek { offset: next_offset, source })?;
+        .map_err(|source| WorkerError::Seek {
+            offset: next_offset,
+            source,
+        })?;
         self.next_offset = next_offset;
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Reads target tables from the Postgres catalog and plans how each route's
 //! columns are written: which column, which source, which type.
 
-use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
 
 use super::coerce::ColumnSpec;
 use crate::config::{quote_ident, ColumnSource, Problem, RouteConfig, TableName};
@@ -130,8 +130,23 @@ pub fn plan_route(
 }
 
 const SUPPORTED: &[&str] = &[
-    "smallint", "integer", "bigint", "numeric", "real", "double precision", "boolean", "text",
-    "varchar", "char", "json", "jsonb", "timestamptz", "timestamp", "date", "uuid", "bytea",
+    "smallint",
+    "integer",
+    "bigint",
+    "numeric",
+    "real",
+    "double precision",
+    "boolean",
+    "text",
+    "varchar",
+    "char",
+    "json",
+    "jsonb",
+    "timestamptz",
+    "timestamp",
+    "date",
+    "uuid",
+    "bytea",
 ];
 
 /// Keeps the list above honest: every supported name maps to a ColType.
@@ -143,7 +158,9 @@ mod tests {
     #[test]
     fn supported_types_are_writable() {
         // oids of the types in SUPPORTED, in order
-        let oids = [21, 23, 20, 1700, 700, 701, 16, 25, 1043, 1042, 114, 3802, 1184, 1114, 1082, 2950, 17];
+        let oids = [
+            21, 23, 20, 1700, 700, 701, 16, 25, 1043, 1042, 114, 3802, 1184, 1114, 1082, 2950, 17,
+        ];
         assert_eq!(oids.len(), SUPPORTED.len());
         for oid in oids {
             assert!(ColType::from_oid(oid).is_some(), "{oid}");

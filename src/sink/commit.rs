@@ -50,9 +50,15 @@ pub struct Committer<'a> {
 
 impl Committer<'_> {
     /// Commits `records` (in offset order) continuing from `start`.
-    pub async fn commit(&self, start: Option<i64>, records: &[Record]) -> Result<Outcome, SinkError> {
+    pub async fn commit(
+        &self,
+        start: Option<i64>,
+        records: &[Record],
+    ) -> Result<Outcome, SinkError> {
         if records.is_empty() {
-            return Ok(Outcome::Committed { next_offset: start.unwrap_or(0) });
+            return Ok(Outcome::Committed {
+                next_offset: start.unwrap_or(0),
+            });
         }
         self.commit_slice(start, records, None).await
     }
@@ -77,7 +83,9 @@ impl Committer<'_> {
                 let err = match self.attempt(&slice).await {
                     Ok(Attempt::Committed(stats)) => {
                         self.record(&stats, records.len(), began.elapsed());
-                        return Ok(Outcome::Committed { next_offset: slice.end() });
+                        return Ok(Outcome::Committed {
+                            next_offset: slice.end(),
+                        });
                     }
                     Ok(Attempt::Fenced) => match self.verdict(slice.end()).await {
                         Ok(outcome) => return Ok(outcome),
@@ -85,7 +93,10 @@ impl Committer<'_> {
                     },
                     Err(e) => e,
                 };
-                self.metrics.pg_errors.with_label_values(&[&err.class_label()]).inc();
+                self.metrics
+                    .pg_errors
+                    .with_label_values(&[&err.class_label()])
+                    .inc();
                 match err.class() {
                     ErrorClass::Retry => {
                         self.metrics.retries.inc();
@@ -122,7 +133,9 @@ impl Committer<'_> {
         }
         let (head, tail) = records.split_at(records.len() / 2);
         match self.commit_slice(start, head, None).await? {
-            Outcome::Committed { next_offset } => self.commit_slice(Some(next_offset), tail, None).await,
+            Outcome::Committed { next_offset } => {
+                self.commit_slice(Some(next_offset), tail, None).await
+            }
             other => Ok(other),
         }
     }
@@ -163,15 +176,23 @@ impl Committer<'_> {
         m.batch_commit_seconds.observe(took.as_secs_f64());
         m.batch_rows.observe(records as f64);
         m.batch_bytes.observe(stats.bytes as f64);
-        m.rows_written.with_label_values(&[table.as_str(), "append"]).inc_by(stats.rows);
+        m.rows_written
+            .with_label_values(&[table.as_str(), "append"])
+            .inc_by(stats.rows);
         if stats.conflicts > 0 {
-            m.rows_skipped.with_label_values(&["conflict"]).inc_by(stats.conflicts);
+            m.rows_skipped
+                .with_label_values(&["conflict"])
+                .inc_by(stats.conflicts);
         }
         if stats.tombstones > 0 {
-            m.rows_skipped.with_label_values(&["tombstone"]).inc_by(stats.tombstones);
+            m.rows_skipped
+                .with_label_values(&["tombstone"])
+                .inc_by(stats.tombstones);
         }
         for kind in &stats.dead_letters {
-            m.dead_letters.with_label_values(&[table.as_str(), kind.as_str()]).inc();
+            m.dead_letters
+                .with_label_values(&[table.as_str(), kind.as_str()])
+                .inc();
         }
         m.partition_rows
             .with_label_values(&[self.key.topic.as_str(), &self.key.partition.to_string()])

@@ -30,7 +30,11 @@ impl RowDecoder {
             && columns
                 .iter()
                 .any(|c| matches!(c.source, ColumnSource::Pointer(_)));
-        RowDecoder { format, columns, needs_json }
+        RowDecoder {
+            format,
+            columns,
+            needs_json,
+        }
     }
 
     pub fn columns(&self) -> &[PlannedColumn] {
@@ -75,7 +79,9 @@ impl RowDecoder {
                 ColumnSource::Offset => Src::Int(record.offset),
                 ColumnSource::Key => record.key.as_deref().map_or(Src::Missing, Src::Bytes),
                 ColumnSource::Value => Src::Bytes(value),
-                ColumnSource::Timestamp => record.timestamp_ms.map_or(Src::Missing, Src::TimestampMs),
+                ColumnSource::Timestamp => {
+                    record.timestamp_ms.map_or(Src::Missing, Src::TimestampMs)
+                }
                 ColumnSource::Header(name) => record.header(name).map_or(Src::Missing, Src::Bytes),
             };
             let cell = coerce(&col.spec, src).map_err(|e| format!("column {}: {e}", col.name))?;

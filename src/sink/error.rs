@@ -109,12 +109,18 @@ mod tests {
 
     #[test]
     fn classes() {
-        for code in ["08006", "40001", "40P01", "57P01", "57P03", "25006", "53300", "55P03"] {
+        for code in [
+            "08006", "40001", "40P01", "57P01", "57P03", "25006", "53300", "55P03",
+        ] {
             assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Retry, "{code}");
         }
         assert_eq!(classify_sqlstate(None), ErrorClass::Retry);
         for code in ["22001", "22P02", "23502", "23505", "23514", "23503"] {
-            assert_eq!(classify_sqlstate(Some(code)), ErrorClass::DeadLetter, "{code}");
+            assert_eq!(
+                classify_sqlstate(Some(code)),
+                ErrorClass::DeadLetter,
+                "{code}"
+            );
         }
         for code in ["42P01", "42703", "42501", "XX000", "0A000", "2"] {
             assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Fatal, "{code}");

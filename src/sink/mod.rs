@@ -7,6 +7,7 @@ pub mod coerce;
 pub mod commit;
 pub mod decode;
 pub mod error;
+pub mod numeric;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -44,7 +45,10 @@ pub async fn plan_writers(
         let table = match TableName::parse(&route.table) {
             Ok(t) => t,
             Err(message) => {
-                problems.push(Problem { path: format!("routes[{i}].table"), message });
+                problems.push(Problem {
+                    path: format!("routes[{i}].table"),
+                    message,
+                });
                 continue;
             }
         };

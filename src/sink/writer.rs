@@ -133,9 +133,13 @@ impl TableWriter {
         });
         let copy_into = stage_name.unwrap_or_else(|| target.clone());
         let ncols = columns.len().max(1);
-        let chunk_rows = (MAX_PARAMS / ncols).min(max_rows.max(1));
+        let chunk_rows = chunk_rows(ncols, max_rows);
         let insert_head = format!("INSERT INTO {target} ({cols}) VALUES ");
-        let insert_tail = if dedupe { " ON CONFLICT DO NOTHING" } else { "" };
+        let insert_tail = if dedupe {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        };
         let full_chunk_sql = insert_sql(&insert_head, insert_tail, chunk_rows, ncols);
         TableWriter {
             types: columns.iter().map(|c| c.pg_type.clone()).collect(),
@@ -227,14 +231,24 @@ impl TableWriter {
             dead.push((record, refused.clone(), DeadLetterKind::Refused));
             return false;
         }
-        match self.decoder.decode(&slice.key.topic, slice.key.partition, record, cells) {
+        match self
+            .decoder
+            .decode(&slice.key.topic, slice.key.partition, record, cells)
+        {
             Ok(Decoded::Row) => true,
             Ok(Decoded::Tombstone) => {
                 stats.tombstones += 1;
                 false
             }
             Err(reason) => {
-                dead.push((record, Refused { reason, sqlstate: None }, DeadLetterKind::Decode));
+                dead.push((
+                    record,
+                    Refused {
+                        reason,
+                        sqlstate: None,
+                    },
+                    DeadLetterKind::Decode,
+                ));
                 false
             }
         }
@@ -291,7 +305,12 @@ impl TableWriter {
             }
         }
         if !params.is_empty() {
-            let sql = insert_sql(&self.insert_head, self.insert_tail, params.len() / ncols, ncols);
+            let sql = insert_sql(
+                &self.insert_head,
+                self.insert_tail,
+                params.len() / ncols,
+                ncols,
+            );
             stats.rows += txn.execute(sql.as_str(), &as_params(&params)).await?;
         }
         stats.conflicts = decoded - stats.rows.min(decoded);
@@ -305,6 +324,12 @@ fn stage_suffix(target: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     target.hash(&mut h);
     format!("{:016x}", h.finish())
+}
+
+/// Rows per INSERT statement: as many as fit under the parameter limit, and
+/// never more than a batch.
+fn chunk_rows(ncols: usize, max_rows: usize) -> usize {
+    (MAX_PARAMS / ncols.max(1)).clamp(1, max_rows.max(1))
 }
 
 fn as_params(cells: &[Cell]) -> Vec<&(dyn ToSql + Sync)> {
@@ -342,13 +367,21 @@ mod tests {
     #[test]
     fn insert_statement_shape() {
         assert_eq!(
-            insert_sql("INSERT INTO t (a, b) VALUES ", " ON CONFLICT DO NOTHING", 2, 2),
+            insert_sql(
+                "INSERT INTO t (a, b) VALUES ",
+                " ON CONFLICT DO NOTHING",
+                2,
+                2
+            ),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
         );
     }
 
     #[test]
     fn chunks_stay_under_the_parameter_limit() {
-        assert!((MAX_PARAMS / 7) * 7 <= MAX_PARAMS);
+        assert_eq!(chunk_rows(20, 5_000), 3_276);
+        assert!(chunk_rows(20, 5_000) * 20 <= MAX_PARAMS);
+        assert_eq!(chunk_rows(3, 100), 100);
+        assert_eq!(chunk_rows(70_000, 100), 1);
     }
 }

@@ -15,7 +15,11 @@ fn check(yaml: &str) -> (i32, String) {
         .env_remove("SLUICE_TEST_UNSET_PASSWORD")
         .output()
         .expect("run sluice check");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -23,7 +27,10 @@ fn assert_fails_naming(yaml: &str, needles: &[&str]) {
     let (code, text) = check(yaml);
     assert_ne!(code, 0, "check passed but should fail:\n{text}");
     for needle in needles {
-        assert!(text.contains(needle), "output does not name {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "output does not name {needle:?}:\n{text}"
+        );
     }
 }
 
@@ -49,27 +56,46 @@ async fn check_names_each_problem_and_passes_a_good_config() {
         .await
         .unwrap();
     let kafka = kafka("orders", 2);
-    let base = BASE.replace("BROKERS", kafka.bootstrap_servers()).replace("URL", &url);
+    let base = BASE
+        .replace("BROKERS", kafka.bootstrap_servers())
+        .replace("URL", &url);
     let blocking = tokio::task::spawn_blocking(move || {
         let (code, text) = check(&base);
         assert_eq!(code, 0, "a good config passes:\n{text}");
 
-        assert_fails_naming(&base.replace("group_id: g", "group_id: g\n  brokrs: x"), &["brokrs"]);
+        assert_fails_naming(
+            &base.replace("group_id: g", "group_id: g\n  brokrs: x"),
+            &["brokrs"],
+        );
         assert_fails_naming(
             &format!("{base}batch:\n  linger: fast\n"),
             &["linger", "invalid duration \"fast\""],
         );
         assert_fails_naming(
-            &base.replace(&url, &url.replace("postgres@", "postgres:${SLUICE_TEST_UNSET_PASSWORD}@")),
+            &base.replace(
+                &url,
+                &url.replace("postgres@", "postgres:${SLUICE_TEST_UNSET_PASSWORD}@"),
+            ),
             &["SLUICE_TEST_UNSET_PASSWORD"],
         );
         // Two problems in one run: both are reported.
         assert_fails_naming(
             &base.replace("seq: /seq", "seq: /seq\n      nope: /x\n      spot: /spot"),
-            &["routes[0].columns.nope", "\"nope\" does not exist", "routes[0].columns.spot", "point"],
+            &[
+                "routes[0].columns.nope",
+                "\"nope\" does not exist",
+                "routes[0].columns.spot",
+                "point",
+            ],
         );
-        assert_fails_naming(&base.replace("topic: orders", "topic: missing-topic"), &["missing-topic"]);
-        assert_fails_naming(&base.replace("table: orders", "table: no_such_table"), &["no_such_table"]);
+        assert_fails_naming(
+            &base.replace("topic: orders", "topic: missing-topic"),
+            &["missing-topic"],
+        );
+        assert_fails_naming(
+            &base.replace("table: orders", "table: no_such_table"),
+            &["no_such_table"],
+        );
     });
     blocking.await.unwrap();
 }

@@ -32,7 +32,10 @@ async fn killed_five_times_loses_and_duplicates_nothing() {
     // Small batches keep the drain long enough to be interrupted often.
     let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "crash", "")
         .replace("max_rows: 2000", "max_rows: 300")
-        .replace("session.timeout.ms: \"6000\"", "session.timeout.ms: \"3000\"");
+        .replace(
+            "session.timeout.ms: \"6000\"",
+            "session.timeout.ms: \"3000\"",
+        );
     std::fs::write(&path, yaml).unwrap();
 
     let mut kills = 0;
@@ -43,10 +46,14 @@ async fn killed_five_times_loses_and_duplicates_nothing() {
         // new rows, so some kills land mid-batch and some between batches.
         let step = 4_000 + (kills as i64 * 3_701) % 9_000;
         let target = (last + step).min(TOTAL - 1);
-        let reached = eventually(Duration::from_secs(120), "progress before the kill", || async {
-            let n = count(&client, "SELECT count(*) FROM orders").await;
-            (n >= target).then_some(n)
-        })
+        let reached = eventually(
+            Duration::from_secs(120),
+            "progress before the kill",
+            || async {
+                let n = count(&client, "SELECT count(*) FROM orders").await;
+                (n >= target).then_some(n)
+            },
+        )
         .await;
         child.kill().expect("SIGKILL");
         child.wait().unwrap();

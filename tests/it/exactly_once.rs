@@ -13,7 +13,13 @@ async fn two_hundred_thousand_records_once_and_in_order() {
     let end = produce_all(&kafka, "orders", orders(200_000, 8, 1_000)).await;
     assert_eq!(end.values().sum::<i64>(), 200_000);
 
-    let sink = Sink::start(&orders_config(kafka.bootstrap_servers(), &url, "orders", "g1", ""));
+    let sink = Sink::start(&orders_config(
+        kafka.bootstrap_servers(),
+        &url,
+        "orders",
+        "g1",
+        "",
+    ));
     wait_drained(&client, "orders", &end, Duration::from_secs(180)).await;
     assert_eq!(sink.metric("sluice_rows_written_total"), 200_000.0);
     assert_eq!(sink.metric("sluice_assigned_partitions"), 8.0);
@@ -21,6 +27,9 @@ async fn two_hundred_thousand_records_once_and_in_order() {
     sink.stop().await.expect("clean stop");
 
     assert_orders_exact(&client, 200_000).await;
-    assert_eq!(count(&client, "SELECT count(*) FROM sluice.dead_letters").await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM sluice.dead_letters").await,
+        0
+    );
     assert_eq!(stored_offsets(&client, "orders").await, end);
 }

@@ -32,7 +32,11 @@ fn records(range: std::ops::Range<i64>) -> Vec<Record> {
 async fn a_stale_worker_cannot_commit() {
     let (url, client) = fresh_db("fence_stale").await;
     client.batch_execute(ORDERS_TABLE).await.unwrap();
-    let config = Config::from_yaml(&orders_config("127.0.0.1:1", &url, "orders", "g", ""), |_| None).unwrap();
+    let config = Config::from_yaml(
+        &orders_config("127.0.0.1:1", &url, "orders", "g", ""),
+        |_| None,
+    )
+    .unwrap();
     let pool = sluice::pg::pool(&config.postgres).unwrap();
     let mut conn = pool.get().await.unwrap();
     sluice::migrate::migrate(&mut conn, "sluice").await.unwrap();
@@ -40,7 +44,11 @@ async fn a_stale_worker_cannot_commit() {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).unwrap();
     let offsets = OffsetStore::new("sluice");
-    let key = PartitionKey { group_id: "g".into(), topic: "orders".into(), partition: 0 };
+    let key = PartitionKey {
+        group_id: "g".into(),
+        topic: "orders".into(),
+        partition: 0,
+    };
     let cancel = CancellationToken::new();
     let committer = |owner| Committer {
         pool: &pool,
@@ -55,29 +63,58 @@ async fn a_stale_worker_cannot_commit() {
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
     assert_eq!(offsets.claim(&conn, &key, old).await.unwrap(), None);
-    assert_eq!(committer(old).commit(None, &records(0..5)).await.unwrap(), Outcome::Committed { next_offset: 5 });
+    assert_eq!(
+        committer(old).commit(None, &records(0..5)).await.unwrap(),
+        Outcome::Committed { next_offset: 5 }
+    );
     // The partition moves: the new owner's claim sees offset 5 and advances.
     assert_eq!(offsets.claim(&conn, &key, new).await.unwrap(), Some(5));
-    assert_eq!(committer(new).commit(Some(5), &records(5..10)).await.unwrap(), Outcome::Committed { next_offset: 10 });
+    assert_eq!(
+        committer(new)
+            .commit(Some(5), &records(5..10))
+            .await
+            .unwrap(),
+        Outcome::Committed { next_offset: 10 }
+    );
     // The old worker, unaware, commits its next batch: refused, nothing written.
     assert_eq!(
-        committer(old).commit(Some(5), &records(5..10)).await.unwrap(),
+        committer(old)
+            .commit(Some(5), &records(5..10))
+            .await
+            .unwrap(),
         Outcome::Stale { owner: Some(new) }
     );
     assert_eq!(
-        committer(old).commit(Some(10), &records(10..15)).await.unwrap(),
+        committer(old)
+            .commit(Some(10), &records(10..15))
+            .await
+            .unwrap(),
         Outcome::Stale { owner: Some(new) }
     );
     assert_eq!(count(&client, "SELECT count(*) FROM orders").await, 10);
-    assert_eq!(count(&client, "SELECT count(DISTINCT src_offset) FROM orders").await, 10);
+    assert_eq!(
+        count(&client, "SELECT count(DISTINCT src_offset) FROM orders").await,
+        10
+    );
     assert_eq!(metric(&registry, "sluice_fence_rejections_total"), 2.0);
-    assert_eq!(offsets.read(&conn, &key).await.unwrap(), Some((new, Some(10))));
+    assert_eq!(
+        offsets.read(&conn, &key).await.unwrap(),
+        Some((new, Some(10)))
+    );
 }
 
 /// Sets up a table whose commit sleeps once the row at offset 1000 is in the
 /// transaction (a deferred constraint trigger, run at COMMIT), runs the sink
 /// through a proxy, and returns once that commit is sleeping.
-async fn sink_with_sleeping_commit(name: &str) -> (tokio_postgres::Client, Proxy, Sink, std::collections::HashMap<i32, i64>, sluice::embedded::kafka::MockKafka) {
+async fn sink_with_sleeping_commit(
+    name: &str,
+) -> (
+    tokio_postgres::Client,
+    Proxy,
+    Sink,
+    std::collections::HashMap<i32, i64>,
+    sluice::embedded::kafka::MockKafka,
+) {
     let (url, client) = fresh_db(name).await;
     client
         .batch_execute(&format!(
@@ -92,20 +129,36 @@ async fn sink_with_sleeping_commit(name: &str) -> (tokio_postgres::Client, Proxy
         .unwrap();
     let kafka = kafka("orders", 1);
     let end = produce_all(&kafka, "orders", orders(3_000, 1, 50)).await;
-    let pg_port: u16 = url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let pg_port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let proxy = Proxy::start(pg_port).await;
     let proxied = url.replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
     let yaml = orders_config(kafka.bootstrap_servers(), &proxied, "orders", "g", "")
         .replace("max_rows: 2000", "max_rows: 400");
     let sink = Sink::start(&yaml);
     eventually(Duration::from_secs(60), "the commit to sleep", || async {
-        (count(&client, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'").await == 1)
+        (count(
+            &client,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+        )
+        .await
+            == 1)
             .then_some(())
     })
     .await;
     // Disarm so the retry's commit does not sleep again; the sleeping
     // transaction only reads ctl, so this does not wait for it.
-    client.batch_execute("UPDATE ctl SET armed = false").await.unwrap();
+    client
+        .batch_execute("UPDATE ctl SET armed = false")
+        .await
+        .unwrap();
     (client, proxy, sink, end, kafka)
 }
 
@@ -115,7 +168,11 @@ async fn a_commit_whose_reply_is_lost_is_not_applied_twice() {
     // The client loses its connection while the server goes on to commit.
     proxy.cut();
     wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;
-    assert_eq!(sink.metric("sluice_ambiguous_commits_total"), 1.0, "the retry found its batch committed");
+    assert_eq!(
+        sink.metric("sluice_ambiguous_commits_total"),
+        1.0,
+        "the retry found its batch committed"
+    );
     assert!(sink.metric("sluice_retries_total") >= 1.0);
     sink.stop().await.expect("clean stop");
     assert_orders_exact(&client, 3_000).await;

@@ -62,8 +62,16 @@ pub fn orders(n: usize, partitions: i32, keys: usize) -> Produced {
             let k = (i * 7919 + i / 3) % keys;
             let s = seq[k];
             seq[k] += 1;
-            let value = format!(r#"{{"k":"key-{k}","seq":{s},"amount":"{}.{:02}"}}"#, i % 1000, i % 100);
-            (k as i32 % partitions, Some(format!("key-{k}").into_bytes()), Some(value.into_bytes()))
+            let value = format!(
+                r#"{{"k":"key-{k}","seq":{s},"amount":"{}.{:02}"}}"#,
+                i % 1000,
+                i % 100
+            );
+            (
+                k as i32 % partitions,
+                Some(format!("key-{k}").into_bytes()),
+                Some(value.into_bytes()),
+            )
         })
         .collect()
 }
@@ -75,7 +83,13 @@ pub const ORDERS_TABLE: &str = "CREATE TABLE orders (
 
 /// A config for the `orders` route; `extra_route` lines are appended to the
 /// route (e.g. "    write_method: insert").
-pub fn orders_config(brokers: &str, url: &str, topic: &str, group: &str, extra_route: &str) -> String {
+pub fn orders_config(
+    brokers: &str,
+    url: &str,
+    topic: &str,
+    group: &str,
+    extra_route: &str,
+) -> String {
     format!(
         r#"
 kafka:
@@ -120,7 +134,11 @@ impl Sink {
             let (token, registry) = (token.clone(), registry.clone());
             async move { app::run(config, &registry, token).await }
         });
-        Sink { token, registry, handle }
+        Sink {
+            token,
+            registry,
+            handle,
+        }
     }
 
     pub async fn stop(self) -> Result<(), AppError> {
@@ -160,7 +178,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -178,7 +199,12 @@ pub async fn stored_offsets(client: &Client, topic: &str) -> HashMap<i32, i64> {
 }
 
 /// Waits until Postgres holds `end` as every partition's next offset.
-pub async fn wait_drained(client: &Client, topic: &str, end: &HashMap<i32, i64>, timeout: Duration) {
+pub async fn wait_drained(
+    client: &Client,
+    topic: &str,
+    end: &HashMap<i32, i64>,
+    timeout: Duration,
+) {
     eventually(timeout, "the sink to drain", || async {
         (stored_offsets(client, topic).await == *end).then_some(())
     })
@@ -192,7 +218,11 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
 /// Asserts the orders table holds exactly `expected` rows, every (key, seq)
 /// once, and per key the sequence follows offset order with no gap.
 pub async fn assert_orders_exact(client: &Client, expected: i64) {
-    assert_eq!(count(client, "SELECT count(*) FROM orders").await, expected, "row count");
+    assert_eq!(
+        count(client, "SELECT count(*) FROM orders").await,
+        expected,
+        "row count"
+    );
     let dups = count(
         client,
         "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY k, seq HAVING count(*) > 1) d",

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-const COLUMNS: &str = "id bigint NOT NULL, small smallint, i integer, big bigint, num numeric, r real,
+const COLUMNS: &str =
+    "id bigint NOT NULL, small smallint, i integer, big bigint, num numeric, r real,
     d double precision, b boolean, t text, vc varchar(20), j json, jb jsonb, ts timestamptz,
     tsn timestamp, dt date, u uuid, raw bytea, src_offset bigint NOT NULL, hdr text, ky text";
 
@@ -74,19 +75,29 @@ async fn copy_and_insert_write_identical_tables() {
     let (url, client) = fresh_db("methods").await;
     for table in ["copy_key", "insert_key"] {
         client
-            .batch_execute(&format!("CREATE TABLE {table} ({COLUMNS}, PRIMARY KEY (id))"))
+            .batch_execute(&format!(
+                "CREATE TABLE {table} ({COLUMNS}, PRIMARY KEY (id))"
+            ))
             .await
             .unwrap();
     }
     for table in ["copy_plain", "insert_plain"] {
         client
-            .batch_execute(&format!("CREATE TABLE {table} ({COLUMNS}, UNIQUE (src_offset))"))
+            .batch_execute(&format!(
+                "CREATE TABLE {table} ({COLUMNS}, UNIQUE (src_offset))"
+            ))
             .await
             .unwrap();
     }
     let kafka = kafka("typed", 1);
     let records: Produced = (0..1_500)
-        .map(|i| (0, (i % 5 != 0).then(|| format!("key-{i}").into_bytes()), Some(value(i))))
+        .map(|i| {
+            (
+                0,
+                (i % 5 != 0).then(|| format!("key-{i}").into_bytes()),
+                Some(value(i)),
+            )
+        })
         .collect();
     let end = produce_all(&kafka, "typed", records).await;
 
@@ -95,15 +106,29 @@ async fn copy_and_insert_write_identical_tables() {
         Sink::start(&config(brokers, &url, "g1", "copy_key", "copy", true)),
         Sink::start(&config(brokers, &url, "g2", "insert_key", "insert", true)),
         Sink::start(&config(brokers, &url, "g3", "copy_plain", "copy", false)),
-        Sink::start(&config(brokers, &url, "g4", "insert_plain", "insert", false)),
+        Sink::start(&config(
+            brokers,
+            &url,
+            "g4",
+            "insert_plain",
+            "insert",
+            false,
+        )),
     ];
     let drained = "SELECT count(*) FROM sluice.offsets WHERE topic = 'typed' AND next_offset = $1";
     let want = end[&0];
-    eventually(Duration::from_secs(120), "all four sinks to drain", || async {
-        // The offsets table appears once the first sink has migrated.
-        let n = client.query_one(drained, &[&want]).await.map(|r| r.get::<_, i64>(0));
-        matches!(n, Ok(4)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(120),
+        "all four sinks to drain",
+        || async {
+            // The offsets table appears once the first sink has migrated.
+            let n = client
+                .query_one(drained, &[&want])
+                .await
+                .map(|r| r.get::<_, i64>(0));
+            matches!(n, Ok(4)).then_some(())
+        },
+    )
     .await;
     for sink in sinks {
         assert_eq!(sink.metric("sluice_dead_letters_total"), 0.0);
@@ -111,7 +136,10 @@ async fn copy_and_insert_write_identical_tables() {
     }
 
     assert_eq!(count(&client, "SELECT count(*) FROM copy_key").await, 900);
-    assert_eq!(count(&client, "SELECT count(*) FROM copy_plain").await, 1_500);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM copy_plain").await,
+        1_500
+    );
     for (a, b) in [("copy_key", "insert_key"), ("copy_plain", "insert_plain")] {
         let diff = count(
             &client,
@@ -138,6 +166,16 @@ async fn copy_and_insert_write_identical_tables() {
     assert_eq!(row.get::<_, String>(3), "key-1");
     assert_eq!(row.get::<_, String>(4), "é");
     assert_eq!(row.get::<_, String>(5), "2026-12-02");
-    assert_eq!(count(&client, "SELECT count(*) FROM copy_plain WHERE ky IS NULL").await, 300);
-    assert_eq!(count(&client, "SELECT count(*) FROM copy_plain WHERE small IS NULL").await, 214);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM copy_plain WHERE ky IS NULL").await,
+        300
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM copy_plain WHERE small IS NULL"
+        )
+        .await,
+        214
+    );
 }

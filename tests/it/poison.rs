@@ -14,7 +14,10 @@ use crate::harness::*;
 async fn poison_records_are_dead_lettered_with_their_bytes() {
     let (url, client) = fresh_db("poison").await;
     client
-        .batch_execute(&ORDERS_TABLE.replace("amount numeric(10,2),", "amount numeric(10,2) CHECK (amount >= 0),"))
+        .batch_execute(&ORDERS_TABLE.replace(
+            "amount numeric(10,2),",
+            "amount numeric(10,2) CHECK (amount >= 0),",
+        ))
         .await
         .unwrap();
     let kafka = kafka("orders", 4);
@@ -27,13 +30,17 @@ async fn poison_records_are_dead_lettered_with_their_bytes() {
         bad += 1;
         *value = Some(match (i / 100) % 5 {
             0 => b"{\"k\": \"truncated".to_vec(),
-            1 => format!(r#"{{"k":"poison-{i}","seq":"not a number","amount":"1.00"}}"#).into_bytes(),
+            1 => {
+                format!(r#"{{"k":"poison-{i}","seq":"not a number","amount":"1.00"}}"#).into_bytes()
+            }
             2 => format!(r#"{{"k":"poison-{i}","seq":1,"amount":{{"nested":true}}}}"#).into_bytes(),
             3 => format!(r#"{{"seq":1,"amount":"1.00","id":{i}}}"#).into_bytes(),
             _ => format!(r#"{{"k":"poison-{i}","seq":1,"amount":"-5.00"}}"#).into_bytes(),
         });
     }
-    let delivered = produce(kafka.bootstrap_servers(), "orders", records.clone()).await.unwrap();
+    let delivered = produce(kafka.bootstrap_servers(), "orders", records.clone())
+        .await
+        .unwrap();
     let mut end = HashMap::new();
     let mut poison = HashMap::new();
     for (i, ((p, o), (_, _, value))) in delivered.iter().zip(&records).enumerate() {
@@ -45,13 +52,22 @@ async fn poison_records_are_dead_lettered_with_their_bytes() {
     }
     assert_eq!(poison.len(), bad);
 
-    let sink = Sink::start(&orders_config(kafka.bootstrap_servers(), &url, "orders", "g", ""));
+    let sink = Sink::start(&orders_config(
+        kafka.bootstrap_servers(),
+        &url,
+        "orders",
+        "g",
+        "",
+    ));
     wait_drained(&client, "orders", &end, Duration::from_secs(120)).await;
     assert_eq!(sink.metric("sluice_dead_letters_total"), bad as f64);
     sink.stop().await.expect("clean stop");
 
     let rows = client
-        .query("SELECT partition, \"offset\", value, error, sqlstate FROM sluice.dead_letters", &[])
+        .query(
+            "SELECT partition, \"offset\", value, error, sqlstate FROM sluice.dead_letters",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), bad);
@@ -61,14 +77,32 @@ async fn poison_records_are_dead_lettered_with_their_bytes() {
         let value: Vec<u8> = row.get(2);
         let error: String = row.get(3);
         let sqlstate: Option<String> = row.get(4);
-        assert_eq!(poison.get(&at), Some(&value), "dead letter at {at:?} keeps the original bytes");
+        assert_eq!(
+            poison.get(&at),
+            Some(&value),
+            "dead letter at {at:?} keeps the original bytes"
+        );
         assert!(!error.is_empty());
         if let Some(code) = sqlstate {
             assert_eq!(code, "23514", "{error}");
             refused += 1;
         }
     }
-    assert_eq!(refused, bad / 5, "CHECK violations were isolated by bisection");
-    assert_eq!(count(&client, "SELECT count(*) FROM orders").await, 20_000 - bad as i64);
-    assert_eq!(count(&client, "SELECT count(*) FROM orders WHERE k LIKE 'poison-%'").await, 0);
+    assert_eq!(
+        refused,
+        bad / 5,
+        "CHECK violations were isolated by bisection"
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM orders").await,
+        20_000 - bad as i64
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM orders WHERE k LIKE 'poison-%'"
+        )
+        .await,
+        0
+    );
 }

@@ -22,7 +22,8 @@ impl Proxy {
             async move {
                 while let Ok((mut client, _)) = listener.accept().await {
                     let conn = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target_port)).await {
+                        if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target_port)).await
+                        {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
                     });
@@ -30,7 +31,11 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, conns, accept }
+        Proxy {
+            port,
+            conns,
+            accept,
+        }
     }
 
     /// Drops every open connection: the client sees its connection closed,
