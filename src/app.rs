@@ -17,7 +17,6 @@ use crate::config::{redact_url, Config, Problem};
 use crate::kafka::{client_config, SinkConsumer, SinkContext};
 use crate::metrics::Metrics;
 use crate::migrate::migrate;
-use crate::offsets::OffsetStore;
 use crate::pg::{self, PgSetupError};
 use crate::pipeline::{Shared, Workers};
 use crate::sink::error::{ErrorClass, SinkError};
@@ -75,17 +74,7 @@ pub async fn run(
     let Some(writers) = prepare(&config, &pool, &metrics, &stop).await? else {
         return Ok(());
     };
-    let shared = Arc::new(Shared::new(
-        pool,
-        OffsetStore::new(&config.postgres.state_schema),
-        writers,
-        metrics,
-        config.batch.clone(),
-        config.kafka.group_id.clone(),
-        config.kafka.start_from,
-        config.kafka.revoke_timeout,
-        stop,
-    ));
+    let shared = Arc::new(Shared::new(&config, pool, writers, metrics, stop));
     let workers = Arc::new(Workers::default());
     let context = SinkContext::new(Arc::clone(&shared), Arc::clone(&workers), Handle::current());
     let consumer: Arc<SinkConsumer> =
@@ -145,7 +134,7 @@ async fn prepare(
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> Result<Option<HashMap<String, Arc<TableWriter>>>, AppError> {
-    let mut backoff = Backoff::new(Duration::from_secs(30));
+    let mut backoff = Backoff::new(config.retry.initial_backoff, config.retry.max_backoff);
     loop {
         let attempt: Result<_, PlanError> = async {
             let mut client = pool.get().await.map_err(SinkError::from)?;

@@ -5,9 +5,6 @@ use std::time::Duration;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-/// The first wait after an error.
-const INITIAL: Duration = Duration::from_millis(100);
-
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
@@ -15,9 +12,9 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(max: Duration) -> Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
         Backoff {
-            next: INITIAL.min(max),
+            next: initial.min(max),
             max,
         }
     }
@@ -42,7 +39,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn doubles_up_to_the_cap_and_stops_on_cancel() {
         let cancel = CancellationToken::new();
-        let mut b = Backoff::new(Duration::from_millis(350));
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
         let t0 = tokio::time::Instant::now();
         assert!(b.wait(&cancel).await);
         assert!(b.wait(&cancel).await);

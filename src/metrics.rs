@@ -9,6 +9,7 @@ use prometheus::{
 pub struct Metrics {
     pub rows_written: IntCounterVec,
     pub rows_skipped: IntCounterVec,
+    pub rows_deleted: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub batch_commit_seconds: Histogram,
     pub batch_rows: Histogram,
@@ -59,8 +60,13 @@ impl Metrics {
             )?,
             rows_skipped: counter_vec(
                 "sluice_rows_skipped_total",
-                "Records that produced no row, by reason (conflict, tombstone).",
+                "Records that changed no row, by reason (conflict, stale_version, tombstone).",
                 &["reason"],
+            )?,
+            rows_deleted: counter_vec(
+                "sluice_rows_deleted_total",
+                "Rows deleted by tombstones.",
+                &["table"],
             )?,
             dead_letters: counter_vec(
                 "sluice_dead_letters_total",

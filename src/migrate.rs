@@ -7,8 +7,10 @@ use tokio_postgres::Client;
 use crate::config::quote_ident;
 
 /// (version, name, SQL with `{schema}` standing for the state schema).
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "state", include_str!("../migrations/0001_state.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "state", include_str!("../migrations/0001_state.sql")),
+    (2, "halts", include_str!("../migrations/0002_halts.sql")),
+];
 
 /// Applies every pending migration; returns the versions applied now.
 pub async fn migrate(

@@ -57,16 +57,20 @@ pub struct OffsetStore {
     claim_sql: String,
     advance_sql: String,
     read_sql: String,
+    halt_sql: String,
 }
 
 impl OffsetStore {
     pub fn new(state_schema: &str) -> OffsetStore {
-        let table = format!("{}.offsets", quote_ident(state_schema));
+        let schema = quote_ident(state_schema);
+        let table = format!("{schema}.offsets");
         OffsetStore {
             // Taking the row lock makes a claim wait for the previous owner's
             // in-flight commit, so the offset it returns is the latest one.
             claim_sql: format!(
-                "INSERT INTO {table} (group_id, topic, partition, next_offset, owner) \
+                "WITH unhalt AS (DELETE FROM {schema}.halts \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3) \
+                 INSERT INTO {table} (group_id, topic, partition, next_offset, owner) \
                  VALUES ($1, $2, $3, NULL, $4) \
                  ON CONFLICT (group_id, topic, partition) \
                  DO UPDATE SET owner = EXCLUDED.owner, claimed_at = now() \
@@ -80,6 +84,12 @@ impl OffsetStore {
             read_sql: format!(
                 "SELECT owner, next_offset FROM {table} \
                  WHERE group_id = $1 AND topic = $2 AND partition = $3"
+            ),
+            halt_sql: format!(
+                "INSERT INTO {schema}.halts (group_id, topic, partition, \"offset\", error, sqlstate) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (group_id, topic, partition) \
+                 DO UPDATE SET \"offset\" = EXCLUDED.\"offset\", error = EXCLUDED.error, \
+                 sqlstate = EXCLUDED.sqlstate, halted_at = now()"
             ),
         }
     }
@@ -125,6 +135,32 @@ impl OffsetStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    /// Records that the partition halted before the record at `offset`.
+    pub async fn record_halt(
+        &self,
+        client: &impl GenericClient,
+        key: &PartitionKey,
+        offset: i64,
+        error: &str,
+        sqlstate: Option<&str>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let stmt = client.prepare_cached(&self.halt_sql).await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &key.group_id,
+                    &key.topic,
+                    &key.partition,
+                    &offset,
+                    &error,
+                    &sqlstate,
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The partition's row as it stands: `(owner, next_offset)`.

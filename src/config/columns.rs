@@ -19,6 +19,9 @@ pub enum ColumnSource {
     Offset,
     /// `$key`: the message key.
     Key,
+    /// `$key/<pointer>`: a JSON pointer into the message key, decoded as
+    /// JSON (e.g. "$key/order_id" holds "/order_id").
+    KeyPointer(String),
     /// `$value`: the message value as it is.
     Value,
     /// `$timestamp`: the message timestamp.
@@ -27,7 +30,7 @@ pub enum ColumnSource {
     Header(String),
 }
 
-const COLUMN_SOURCE_FORMS: &str = r#"write a JSON pointer like "/customer/id", "/" for the whole value, or one of $topic, $partition, $offset, $key, $value, $timestamp, $headers.<name>"#;
+const COLUMN_SOURCE_FORMS: &str = r#"write a JSON pointer like "/customer/id", "/" for the whole value, or one of $topic, $partition, $offset, $key, $key/<JSON pointer>, $value, $timestamp, $headers.<name>"#;
 
 impl std::str::FromStr for ColumnSource {
     type Err = String;
@@ -44,6 +47,11 @@ impl std::str::FromStr for ColumnSource {
             _ if s.starts_with('/') => {
                 check_pointer(s)?;
                 ColumnSource::Pointer(s.to_owned())
+            }
+            _ if s.starts_with("$key/") => {
+                let pointer = &s["$key".len()..];
+                check_pointer(pointer)?;
+                ColumnSource::KeyPointer(pointer.to_owned())
             }
             _ => match s.strip_prefix("$headers.") {
                 Some(name) if !name.is_empty() => ColumnSource::Header(name.to_owned()),
@@ -106,6 +114,7 @@ impl fmt::Display for ColumnSource {
             ColumnSource::Partition => f.write_str("$partition"),
             ColumnSource::Offset => f.write_str("$offset"),
             ColumnSource::Key => f.write_str("$key"),
+            ColumnSource::KeyPointer(p) => write!(f, "$key{p}"),
             ColumnSource::Value => f.write_str("$value"),
             ColumnSource::Timestamp => f.write_str("$timestamp"),
             ColumnSource::Header(name) => write!(f, "$headers.{name}"),

@@ -43,6 +43,27 @@ pub struct Config {
     /// Logging. Optional.
     #[serde(default)]
     pub log: LogConfig,
+    /// How errors that are not about one record (connection lost,
+    /// serialization failure, read-only server, ...) are retried. Optional.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// The `retry` section. Retryable errors are retried with exponential
+/// backoff and jitter, forever: the partition waits, nothing is skipped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// The first wait after a retryable error. Default: `100ms`.
+    #[serde(
+        default = "default_initial_backoff",
+        deserialize_with = "units::duration"
+    )]
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts; waits double up to it.
+    /// Default: `30s`.
+    #[serde(default = "default_max_backoff", deserialize_with = "units::duration")]
+    pub max_backoff: Duration,
 }
 
 /// The `kafka` section.
@@ -158,6 +179,52 @@ pub struct RouteConfig {
     /// `$timestamp`, `$headers.<name>`). Required: at least one.
     #[serde(deserialize_with = "units::unique_map")]
     pub columns: BTreeMap<String, ColumnSource>,
+    /// `append` (insert every record as a new row) or `upsert` (insert or
+    /// update the row with the same `key`; several records for one key in a
+    /// batch collapse to the result of applying them in offset order).
+    /// Default: `append`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Upsert only: a mapped integer or timestamp column holding the
+    /// record's version. A record updates the stored row only if its version
+    /// is greater, so a replayed or late old record never overwrites newer
+    /// state (such records are counted, not errors). Default: absent.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Upsert only: a record with a key and no value (a tombstone) deletes
+    /// the row, in order with the upserts around it. Every `key` column must
+    /// then come from the record key (`$key` or `$key/<pointer>`). Without
+    /// it, tombstones are skipped and counted. Default: `false`.
+    #[serde(default)]
+    pub delete_on_tombstone: bool,
+    /// What a record that cannot be decoded or that Postgres refuses does:
+    /// `dead_letter` (written to the dead-letter table; the partition goes
+    /// on) or `stop` (the partition halts before it, the service reports not
+    /// ready, and `sluice check` says why). Default: `dead_letter`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// How a route writes its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every record is a new row.
+    #[default]
+    Append,
+    /// Insert, or update the row with the same key.
+    Upsert,
+}
+
+/// What a bad record does to its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Dead-letter it and go on.
+    #[default]
+    DeadLetter,
+    /// Halt the partition before it.
+    Stop,
 }
 
 impl RouteConfig {
@@ -262,6 +329,12 @@ const fn default_linger() -> Duration {
 const fn default_listen() -> SocketAddr {
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9187)
 }
+const fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+const fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_level() -> String {
     "info".to_owned()
 }
@@ -280,6 +353,15 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen(),
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::names::{is_plain_identifier, TableName, MAX_IDENT_BYTES};
-use super::{ByteSize, ColumnSource, Config, Format, KafkaConfig, Problem, RouteConfig};
+use super::{ByteSize, ColumnSource, Config, Format, KafkaConfig, Mode, Problem, RouteConfig};
 
 /// Longest Kafka topic name.
 const MAX_TOPIC_LEN: usize = 249;
@@ -38,6 +38,20 @@ const OWNED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
 pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     let mut problems = Problems(Vec::new());
     check_kafka(&config.kafka, &mut problems);
+
+    let retry = &config.retry;
+    if retry.initial_backoff.is_zero() || retry.initial_backoff > retry.max_backoff {
+        problems.add(
+            "retry.initial_backoff",
+            "must be above zero and at most retry.max_backoff, like \"100ms\"",
+        );
+    }
+    if retry.max_backoff > Duration::from_secs(3600) {
+        problems.add(
+            "retry.max_backoff",
+            "is over an hour; a stuck partition would go unnoticed that long",
+        );
+    }
 
     let pg = &config.postgres;
     if pg.url.expose().trim().is_empty() {
@@ -255,6 +269,57 @@ fn check_route(at: &str, route: &RouteConfig, problems: &mut Problems) {
                     format!(
                         "column {column:?} is not mapped; add it under {at}.columns or remove it from key"
                     ),
+                );
+            }
+        }
+    }
+    check_write_semantics(route, &at, problems);
+}
+
+/// mode, version, delete_on_tombstone: what upserts and deletes need.
+fn check_write_semantics(route: &RouteConfig, at: &str, problems: &mut Problems) {
+    let upsert = route.mode == Mode::Upsert;
+    if upsert && route.key.is_none() {
+        problems.add(
+            format!("{at}.key"),
+            "mode upsert needs key: list the columns that identify a row (a unique index must cover them)",
+        );
+    }
+    if let Some(version) = &route.version {
+        if !upsert {
+            problems.add(
+                format!("{at}.version"),
+                "only applies to mode upsert; remove it or set mode: upsert",
+            );
+        } else if !route.columns.contains_key(version) {
+            problems.add(
+                format!("{at}.version"),
+                format!("column {version:?} is not mapped; add it under {at}.columns"),
+            );
+        } else if route.key.as_ref().is_some_and(|k| k.contains(version)) {
+            problems.add(
+                format!("{at}.version"),
+                format!("column {version:?} is a key column; pick another column"),
+            );
+        }
+    }
+    if route.delete_on_tombstone {
+        if !upsert {
+            problems.add(
+                format!("{at}.delete_on_tombstone"),
+                "only applies to mode upsert; remove it or set mode: upsert",
+            );
+        }
+        for column in route.key.iter().flatten() {
+            let from_key = matches!(
+                route.columns.get(column),
+                Some(ColumnSource::Key | ColumnSource::KeyPointer(_))
+            );
+            if !from_key {
+                problems.add(
+                    format!("{at}.columns.{column}"),
+                    "a tombstone has no value, so with delete_on_tombstone every key column must come \
+                     from the record key: map it to $key or $key/<JSON pointer>",
                 );
             }
         }

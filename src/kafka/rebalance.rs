@@ -141,7 +141,7 @@ impl SinkContext {
     async fn claim(&self, key: &PartitionKey) -> Option<(Uuid, Option<i64>)> {
         let shared = &self.shared;
         let owner = Uuid::new_v4();
-        let mut backoff = Backoff::new(shared.max_backoff);
+        let mut backoff = Backoff::new(shared.retry.initial_backoff, shared.retry.max_backoff);
         loop {
             let result: Result<Option<i64>, SinkError> = async {
                 let client = shared.pool.get().await?;

@@ -2,7 +2,7 @@
 
 pub mod worker;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::config::{BatchConfig, StartFrom};
+use crate::config::{BatchConfig, Config, RetryConfig, StartFrom};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::sink::writer::TableWriter;
@@ -28,38 +28,36 @@ pub struct Shared {
     pub group_id: String,
     pub start_from: StartFrom,
     pub revoke_timeout: Duration,
-    pub max_backoff: Duration,
+    pub retry: RetryConfig,
     /// Cancelled on shutdown or on the first fatal error; workers' stop
     /// tokens are its children.
     pub stop: CancellationToken,
     failure: Mutex<Option<String>>,
+    /// Partitions halted by `on_error: stop`, with the reason.
+    halted: Mutex<BTreeMap<String, String>>,
 }
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        config: &Config,
         pool: Pool,
-        offsets: OffsetStore,
         writers: HashMap<String, Arc<TableWriter>>,
         metrics: Metrics,
-        batch: BatchConfig,
-        group_id: String,
-        start_from: StartFrom,
-        revoke_timeout: Duration,
         stop: CancellationToken,
     ) -> Shared {
         Shared {
             pool,
-            offsets,
+            offsets: OffsetStore::new(&config.postgres.state_schema),
             writers,
             metrics,
-            batch,
-            group_id,
-            start_from,
-            revoke_timeout,
-            max_backoff: Duration::from_secs(30),
+            batch: config.batch.clone(),
+            group_id: config.kafka.group_id.clone(),
+            start_from: config.kafka.start_from,
+            revoke_timeout: config.kafka.revoke_timeout,
+            retry: config.retry.clone(),
             stop,
             failure: Mutex::new(None),
+            halted: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -76,6 +74,21 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Marks a partition halted (or no longer halted, with `None`).
+    pub fn set_halted(&self, partition: &PartitionKey, reason: Option<String>) {
+        let mut halted = self.halted.lock().unwrap_or_else(PoisonError::into_inner);
+        match reason {
+            Some(reason) => halted.insert(partition.to_string(), reason),
+            None => halted.remove(&partition.to_string()),
+        };
+    }
+
+    /// Halted partitions and why (the service is not ready while any is).
+    pub fn halted(&self) -> Vec<(String, String)> {
+        let halted = self.halted.lock().unwrap_or_else(PoisonError::into_inner);
+        halted.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

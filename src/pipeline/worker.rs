@@ -9,15 +9,16 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::Shared;
+use crate::backoff::Backoff;
 use crate::kafka::{start_offset, PartitionQueue, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::record::Record;
 use crate::sink::commit::{Committer, Outcome};
-use crate::sink::error::SinkError;
+use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::writer::TableWriter;
 
 /// A parked stream can miss librdkafka's "queue non-empty" wakeup
@@ -31,6 +32,9 @@ pub enum State {
     Collecting,
     /// Writing the batch in one transaction (not interrupted by a stop).
     Writing,
+    /// `on_error: stop` met a bad record: holding the partition, writing
+    /// nothing, until stopped.
+    Halted,
 }
 
 /// Why a worker ended.
@@ -108,7 +112,7 @@ impl PartitionWorker {
                 key: &self.key,
                 owner: self.owner,
                 cancel: &self.stop,
-                max_backoff: shared.max_backoff,
+                retry: &shared.retry,
             };
             match committer.commit(self.next_offset, &batch).await {
                 Ok(Outcome::Committed { next_offset }) => self.committed(next_offset),
@@ -122,6 +126,17 @@ impl PartitionWorker {
                     }
                 }
                 Ok(Outcome::Cancelled) => return Exit::Stopped,
+                Ok(Outcome::Halted {
+                    next_offset,
+                    offset,
+                    reason,
+                    sqlstate,
+                }) => {
+                    if let Some(n) = next_offset {
+                        self.committed(n);
+                    }
+                    return self.halt(offset, reason, sqlstate).await;
+                }
                 Err(e) => return Exit::Failed(e.into()),
             }
         }
@@ -183,6 +198,42 @@ impl PartitionWorker {
         if let Err(e) = stored {
             debug!(partition = %self.key, error = %e, "advisory offset not stored");
         }
+    }
+
+    /// Holds the partition without writing until stopped, so that nothing
+    /// goes past the bad record; records why for `sluice check`.
+    async fn halt(&self, offset: i64, reason: String, sqlstate: Option<String>) -> Exit {
+        let shared = &self.shared;
+        error!(partition = %self.key, offset, state = ?State::Halted, %reason,
+               "on_error is stop: partition halted before this record");
+        shared.set_halted(
+            &self.key,
+            Some(format!("halted before offset {offset}: {reason}")),
+        );
+        let mut backoff = Backoff::new(shared.retry.initial_backoff, shared.retry.max_backoff);
+        loop {
+            let recorded: Result<(), SinkError> = async {
+                let client = shared.pool.get().await?;
+                let code = sqlstate.as_deref();
+                Ok(shared
+                    .offsets
+                    .record_halt(&client, &self.key, offset, &reason, code)
+                    .await?)
+            }
+            .await;
+            match recorded {
+                Ok(()) => break,
+                Err(e) if e.class() == ErrorClass::Retry => {
+                    if !backoff.wait(&self.stop).await {
+                        break;
+                    }
+                }
+                Err(e) => return Exit::Failed(e.into()),
+            }
+        }
+        self.stop.cancelled().await;
+        shared.set_halted(&self.key, None);
+        Exit::Stopped
     }
 
     /// Postgres holds an older offset than this worker wrote: re-read from it.

@@ -4,8 +4,8 @@
 use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
-use super::coerce::ColumnSpec;
-use crate::config::{quote_ident, ColumnSource, Problem, RouteConfig, TableName};
+use super::coerce::{ColType, ColumnSpec};
+use crate::config::{quote_ident, ColumnSource, Mode, Problem, RouteConfig, TableName};
 
 /// One column of a target table as the catalog describes it.
 #[derive(Debug, Clone)]
@@ -19,8 +19,47 @@ pub struct CatalogColumn {
     pub type_name: String,
 }
 
-/// Columns of a table, in table order; `None` when the table does not exist.
+/// A target table as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct CatalogTable {
+    /// In table order.
+    pub columns: Vec<CatalogColumn>,
+    /// The column sets of its unique indexes (sorted names), which
+    /// `ON CONFLICT (key)` can use.
+    pub unique_keys: Vec<Vec<String>>,
+}
+
+/// The table, or `None` when it does not exist.
 pub async fn read_table(
+    client: &impl GenericClient,
+    table: &TableName,
+) -> Result<Option<CatalogTable>, tokio_postgres::Error> {
+    let Some(columns) = read_columns(client, table).await? else {
+        return Ok(None);
+    };
+    let unique_keys = client
+        .query(
+            "SELECT array_agg(a.attname::text ORDER BY a.attname::text) \
+             FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) \
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique \
+               AND i.indpred IS NULL AND i.indexprs IS NULL \
+             GROUP BY i.indexrelid",
+            &[&table.schema, &table.name],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(CatalogTable {
+        columns,
+        unique_keys,
+    }))
+}
+
+async fn read_columns(
     client: &impl GenericClient,
     table: &TableName,
 ) -> Result<Option<Vec<CatalogColumn>>, tokio_postgres::Error> {
@@ -43,12 +82,16 @@ pub async fn read_table(
             &[&table.schema, &table.name],
         )
         .await?;
-    let exists = rows.first().is_some_and(|r| r.get::<_, bool>(5));
+    let exists = rows
+        .first()
+        .map(|r| r.try_get::<_, bool>(5))
+        .transpose()?
+        .unwrap_or(false);
     if !exists {
         return Ok(None);
     }
     rows.iter()
-        .filter(|r| r.get::<_, Option<String>>(0).is_some())
+        .filter(|r| matches!(r.try_get::<_, Option<String>>(0), Ok(Some(_))))
         .map(|r| {
             Ok(CatalogColumn {
                 name: r.try_get(0)?,
@@ -77,9 +120,13 @@ pub fn plan_route(
     index: usize,
     route: &RouteConfig,
     table: &TableName,
-    columns: Option<&[CatalogColumn]>,
+    catalog: Option<&CatalogTable>,
 ) -> Result<Vec<PlannedColumn>, Vec<Problem>> {
-    let Some(columns) = columns else {
+    let Some(CatalogTable {
+        columns,
+        unique_keys,
+    }) = catalog
+    else {
         return Err(vec![Problem {
             path: format!("routes[{index}].table"),
             message: format!(
@@ -122,10 +169,67 @@ pub fn plan_route(
             }),
         }
     }
+    check_upsert(index, route, table, &planned, unique_keys, &mut problems);
     if problems.is_empty() {
         Ok(planned)
     } else {
         Err(problems)
+    }
+}
+
+/// Upsert needs a unique index on exactly its key (ON CONFLICT infers the
+/// index from the column set) and an orderable version column.
+fn check_upsert(
+    index: usize,
+    route: &RouteConfig,
+    table: &TableName,
+    planned: &[PlannedColumn],
+    unique_keys: &[Vec<String>],
+    problems: &mut Vec<Problem>,
+) {
+    if route.mode != Mode::Upsert {
+        return;
+    }
+    if let Some(key) = &route.key {
+        let mut sorted = key.clone();
+        sorted.sort();
+        if !unique_keys.contains(&sorted) {
+            let cols: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
+            problems.push(Problem {
+                path: format!("routes[{index}].key"),
+                message: format!(
+                    "mode upsert needs a unique index on exactly ({}) of {table}; create one: \
+                     CREATE UNIQUE INDEX ON {} ({})",
+                    key.join(", "),
+                    table.quoted(),
+                    cols.join(", ")
+                ),
+            });
+        }
+    }
+    let version = route
+        .version
+        .as_ref()
+        .and_then(|v| planned.iter().find(|c| &c.name == v));
+    if let Some(col) = version {
+        let orderable = matches!(
+            col.spec.ctype,
+            ColType::Int2
+                | ColType::Int4
+                | ColType::Int8
+                | ColType::Timestamp
+                | ColType::Timestamptz
+        );
+        if !orderable {
+            problems.push(Problem {
+                path: format!("routes[{index}].version"),
+                message: format!(
+                    "column {} has type {}; a version must be an integer or a timestamp",
+                    quote_ident(&col.name),
+                    col.spec.ctype.pg_name()
+                ),
+            });
+        }
     }
 }
 
@@ -153,7 +257,6 @@ const SUPPORTED: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::coerce::ColType;
 
     #[test]
     fn supported_types_are_writable() {

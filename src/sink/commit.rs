@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::error::{ErrorClass, SinkError};
 use super::writer::{Attempt, Refused, Slice, TableWriter, WriteStats};
 use crate::backoff::Backoff;
+use crate::config::{OnError, RetryConfig};
 use crate::metrics::Metrics;
 use crate::offsets::{judge, FenceVerdict, OffsetStore, PartitionKey};
 use crate::record::Record;
@@ -34,6 +35,15 @@ pub enum Outcome {
     Rewound { next_offset: Option<i64> },
     /// Cancelled while waiting to retry; nothing of the batch was written.
     Cancelled,
+    /// `on_error: stop`: the record at `offset` cannot be written; what came
+    /// before it is committed and the partition continues from `next_offset`
+    /// only once an operator has fixed the cause.
+    Halted {
+        next_offset: Option<i64>,
+        offset: i64,
+        reason: String,
+        sqlstate: Option<String>,
+    },
 }
 
 /// Everything a partition worker needs to commit its batches.
@@ -45,7 +55,7 @@ pub struct Committer<'a> {
     pub key: &'a PartitionKey,
     pub owner: Uuid,
     pub cancel: &'a CancellationToken,
-    pub max_backoff: Duration,
+    pub retry: &'a RetryConfig,
 }
 
 impl Committer<'_> {
@@ -70,7 +80,7 @@ impl Committer<'_> {
         refused: Option<Refused>,
     ) -> BoxFuture<'s, Result<Outcome, SinkError>> {
         Box::pin(async move {
-            let mut backoff = Backoff::new(self.max_backoff);
+            let mut backoff = Backoff::new(self.retry.initial_backoff, self.retry.max_backoff);
             loop {
                 let slice = Slice {
                     key: self.key,
@@ -86,6 +96,9 @@ impl Committer<'_> {
                         return Ok(Outcome::Committed {
                             next_offset: slice.end(),
                         });
+                    }
+                    Ok(Attempt::Rejected { index, reason }) => {
+                        return self.halt_at(start, records, index, reason, None).await;
                     }
                     Ok(Attempt::Fenced) => match self.verdict(slice.end()).await {
                         Ok(outcome) => return Ok(outcome),
@@ -123,6 +136,12 @@ impl Committer<'_> {
         err: &SinkError,
     ) -> Result<Outcome, SinkError> {
         if let [record] = records {
+            let sqlstate = err.sqlstate().map(str::to_string);
+            if self.writer.on_error() == OnError::Stop {
+                return self
+                    .halt_at(start, records, 0, err.to_string(), sqlstate)
+                    .await;
+            }
             warn!(partition = %self.key, offset = record.offset, error = %err,
                   "record refused by Postgres; dead-lettering it");
             let refused = Refused {
@@ -138,6 +157,28 @@ impl Committer<'_> {
             }
             other => Ok(other),
         }
+    }
+
+    /// Commits what precedes the record at `index`, then halts before it.
+    async fn halt_at(
+        &self,
+        start: Option<i64>,
+        records: &[Record],
+        index: usize,
+        reason: String,
+        sqlstate: Option<String>,
+    ) -> Result<Outcome, SinkError> {
+        let next_offset = match self.commit_slice(start, &records[..index], None).await? {
+            _ if index == 0 => start,
+            Outcome::Committed { next_offset } => Some(next_offset),
+            other => return Ok(other),
+        };
+        Ok(Outcome::Halted {
+            next_offset,
+            offset: records[index].offset,
+            reason,
+            sqlstate,
+        })
     }
 
     async fn attempt(&self, slice: &Slice<'_>) -> Result<Attempt, SinkError> {
@@ -177,17 +218,19 @@ impl Committer<'_> {
         m.batch_rows.observe(records as f64);
         m.batch_bytes.observe(stats.bytes as f64);
         m.rows_written
-            .with_label_values(&[table.as_str(), "append"])
+            .with_label_values(&[table.as_str(), self.writer.mode_label()])
             .inc_by(stats.rows);
-        if stats.conflicts > 0 {
-            m.rows_skipped
-                .with_label_values(&["conflict"])
-                .inc_by(stats.conflicts);
-        }
-        if stats.tombstones > 0 {
-            m.rows_skipped
-                .with_label_values(&["tombstone"])
-                .inc_by(stats.tombstones);
+        m.rows_deleted
+            .with_label_values(&[table.as_str()])
+            .inc_by(stats.deleted);
+        for (reason, n) in [
+            ("conflict", stats.conflicts),
+            ("stale_version", stats.stale),
+            ("tombstone", stats.tombstones),
+        ] {
+            if n > 0 {
+                m.rows_skipped.with_label_values(&[reason]).inc_by(n);
+            }
         }
         for kind in &stats.dead_letters {
             m.dead_letters

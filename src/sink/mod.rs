@@ -4,10 +4,12 @@
 pub mod catalog;
 pub mod cell;
 pub mod coerce;
+pub mod collapse;
 pub mod commit;
 pub mod decode;
 pub mod error;
 pub mod numeric;
+pub mod rows;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -17,7 +19,7 @@ use tokio_postgres::GenericClient;
 
 use crate::config::{Config, Problem, TableName};
 use decode::RowDecoder;
-use writer::TableWriter;
+use writer::{Route, TableWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -52,14 +54,20 @@ pub async fn plan_writers(
                 continue;
             }
         };
-        let columns = catalog::read_table(client, &table).await?;
-        match catalog::plan_route(i, route, &table, columns.as_deref()) {
+        let catalog = catalog::read_table(client, &table).await?;
+        match catalog::plan_route(i, route, &table, catalog.as_ref()) {
             Ok(planned) => {
                 let writer = TableWriter::new(
                     table,
                     RowDecoder::new(route.format, planned),
-                    route.write_method,
-                    route.key.is_some(),
+                    Route {
+                        method: route.write_method,
+                        mode: route.mode,
+                        key: route.key.as_deref(),
+                        version: route.version.as_deref(),
+                        delete_on_tombstone: route.delete_on_tombstone,
+                        on_error: route.on_error,
+                    },
                     &config.postgres.state_schema,
                     config.batch.max_rows,
                 );

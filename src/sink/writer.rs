@@ -1,24 +1,19 @@
 //! Writes one slice of a partition's records in one transaction: the fence
-//! first (so a stale worker writes nothing), then the rows by binary COPY or
-//! multi-row INSERT, then the dead letters, then COMMIT.
+//! first (so a stale worker writes nothing), then the rows (appended, or
+//! upserted and deleted), then the dead letters, then COMMIT.
 
-use std::hash::{Hash, Hasher};
-
-use deadpool_postgres::{GenericClient, Transaction};
-use futures::pin_mut;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
+use super::catalog::PlannedColumn;
 use super::cell::Cell;
+use super::collapse::{collapse, Op};
 use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
-use crate::config::{quote_ident, TableName, WriteMethod};
+use super::rows::{RowSql, RowWriter, Shape};
+use crate::config::{quote_ident, Mode, OnError, TableName, WriteMethod};
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::record::Record;
-
-/// Postgres accepts at most this many bind parameters in one statement.
-const MAX_PARAMS: usize = 65_535;
 
 /// A record the database refused, to be dead-lettered instead of written.
 #[derive(Debug, Clone)]
@@ -30,13 +25,16 @@ pub struct Refused {
 /// What one committed attempt did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct WriteStats {
-    /// Rows that reached the table.
+    /// Rows inserted or updated in the table.
     pub rows: u64,
-    /// Rows skipped because their idempotency key was already present.
+    /// Rows deleted by tombstones.
+    pub deleted: u64,
+    /// Appends skipped because their idempotency key was already present.
     pub conflicts: u64,
-    /// Records with no value.
+    /// Upserts skipped because the row held a newer version.
+    pub stale: u64,
+    /// Records with no value that deleted nothing.
     pub tombstones: u64,
-    /// Dead letters written: (reason kind, count) is derivable from these.
     pub dead_letters: Vec<DeadLetterKind>,
     /// Bytes of the records in the slice.
     pub bytes: u64,
@@ -66,6 +64,12 @@ pub enum Attempt {
     Committed(WriteStats),
     /// The fence held the write back; nothing was written.
     Fenced,
+    /// `on_error: stop` and the record at `index` cannot be decoded: nothing
+    /// was written.
+    Rejected {
+        index: usize,
+        reason: String,
+    },
 }
 
 /// One partition's slice of records and its place in the offset sequence.
@@ -85,65 +89,140 @@ impl Slice<'_> {
     }
 }
 
+/// What one record turns into.
+enum Item {
+    /// A row; its cells are in the buffer.
+    Row,
+    /// A delete by key; the key cells are in the buffer.
+    Delete,
+    /// A tombstone that deletes nothing.
+    Skip,
+}
+
+/// Upsert settings: positions of the key and version columns in a row.
+#[derive(Debug)]
+struct Upsert {
+    key: Vec<usize>,
+    version: Option<usize>,
+    /// Set when tombstones delete.
+    deletes: Option<RowSql>,
+}
+
 /// Everything needed to write one route's table.
 #[derive(Debug)]
 pub struct TableWriter {
     pub table: TableName,
     decoder: RowDecoder,
-    method: WriteMethod,
-    types: Vec<Type>,
-    copy_sql: String,
-    /// With an idempotency key, COPY goes through a temp table and is merged
-    /// with ON CONFLICT DO NOTHING.
-    stage: Option<(String, String)>,
-    insert_head: String,
-    insert_tail: &'static str,
-    chunk_rows: usize,
-    full_chunk_sql: String,
+    on_error: OnError,
+    rows: RowSql,
+    upsert: Option<Upsert>,
     dead_letter_sql: String,
+}
+
+/// A route's write settings, as the writer needs them.
+pub struct Route<'a> {
+    pub method: WriteMethod,
+    pub mode: Mode,
+    pub key: Option<&'a [String]>,
+    pub version: Option<&'a str>,
+    pub delete_on_tombstone: bool,
+    pub on_error: OnError,
 }
 
 impl TableWriter {
     pub fn new(
         table: TableName,
         decoder: RowDecoder,
-        method: WriteMethod,
-        dedupe: bool,
+        route: Route<'_>,
         state_schema: &str,
         max_rows: usize,
     ) -> TableWriter {
         let columns = decoder.columns();
-        let cols = columns
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
         let target = table.quoted();
-        let stage_name = dedupe.then(|| format!("sluice_stage_{}", stage_suffix(&target)));
-        let stage = stage_name.as_ref().map(|stage| {
-            (
-                format!(
-                    "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS \
-                     AS SELECT {cols} FROM {target} WITH NO DATA"
-                ),
-                format!(
-                    "INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING"
-                ),
-            )
-        });
-        let copy_into = stage_name.unwrap_or_else(|| target.clone());
-        let ncols = columns.len().max(1);
-        let chunk_rows = chunk_rows(ncols, max_rows);
-        let insert_head = format!("INSERT INTO {target} ({cols}) VALUES ");
-        let insert_tail = if dedupe {
-            " ON CONFLICT DO NOTHING"
-        } else {
-            ""
+        let list = |cols: &[&PlannedColumn]| {
+            cols.iter()
+                .map(|c| quote_ident(&c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let full_chunk_sql = insert_sql(&insert_head, insert_tail, chunk_rows, ncols);
+        let all: Vec<&PlannedColumn> = columns.iter().collect();
+        let cols = list(&all);
+        let position = |name: &str| columns.iter().position(|c| c.name == name);
+        let key: Vec<usize> = route
+            .key
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| position(k))
+            .collect();
+        let key_cols: Vec<&PlannedColumn> = key.iter().map(|&i| &columns[i]).collect();
+        let key_list = list(&key_cols);
+
+        let tail = match route.mode {
+            Mode::Append if key.is_empty() => String::new(),
+            Mode::Append => " ON CONFLICT DO NOTHING".to_string(),
+            Mode::Upsert => {
+                let set: Vec<String> = columns
+                    .iter()
+                    .filter(|c| !key_cols.iter().any(|k| k.name == c.name))
+                    .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(&c.name)))
+                    .collect();
+                let guard = route.version.map_or(String::new(), |v| {
+                    let v = quote_ident(v);
+                    format!(" WHERE t.{v} IS NULL OR t.{v} < EXCLUDED.{v}")
+                });
+                if set.is_empty() {
+                    format!(" ON CONFLICT ({key_list}) DO NOTHING")
+                } else {
+                    format!(
+                        " ON CONFLICT ({key_list}) DO UPDATE SET {}{guard}",
+                        set.join(", ")
+                    )
+                }
+            }
+        };
+        let staged = !tail.is_empty();
+        let rows = RowSql::new(
+            route.method,
+            Shape {
+                target: &target,
+                cols: &cols,
+                types: columns.iter().map(|c| c.pg_type.clone()).collect(),
+                apply_stage: staged.then(|| {
+                    format!("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {{stage}}{tail}")
+                }),
+                head: format!("INSERT INTO {target} AS t ({cols}) VALUES "),
+                tail: tail.clone(),
+                stage_purpose: "stage",
+            },
+            max_rows,
+        );
+        let upsert = (route.mode == Mode::Upsert).then(|| Upsert {
+            version: route.version.and_then(position),
+            deletes: route.delete_on_tombstone.then(|| {
+                let matches: Vec<String> = key_cols
+                    .iter()
+                    .map(|c| format!("t.{0} = d.{0}", quote_ident(&c.name)))
+                    .collect();
+                RowSql::new(
+                    route.method,
+                    Shape {
+                        target: &target,
+                        cols: &key_list,
+                        types: key_cols.iter().map(|c| c.pg_type.clone()).collect(),
+                        apply_stage: Some(format!(
+                            "DELETE FROM {target} t USING {{stage}} d WHERE {}",
+                            matches.join(" AND ")
+                        )),
+                        head: format!("DELETE FROM {target} WHERE ({key_list}) IN ("),
+                        tail: ")".to_string(),
+                        stage_purpose: "del",
+                    },
+                    max_rows,
+                )
+            }),
+            key: key.clone(),
+        });
         TableWriter {
-            types: columns.iter().map(|c| c.pg_type.clone()).collect(),
-            copy_sql: format!("COPY {copy_into} ({cols}) FROM STDIN (FORMAT binary)"),
             dead_letter_sql: format!(
                 "INSERT INTO {}.dead_letters (group_id, topic, partition, \"offset\", target_table, \
                  key, value, header_keys, header_values, kafka_timestamp, error, sqlstate) \
@@ -153,12 +232,22 @@ impl TableWriter {
             ),
             table,
             decoder,
-            method,
-            stage,
-            insert_head,
-            insert_tail,
-            chunk_rows,
-            full_chunk_sql,
+            on_error: route.on_error,
+            rows,
+            upsert,
+        }
+    }
+
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    /// The `mode` metrics label.
+    pub fn mode_label(&self) -> &'static str {
+        if self.upsert.is_some() {
+            "upsert"
+        } else {
+            "append"
         }
     }
 
@@ -169,6 +258,15 @@ impl TableWriter {
         offsets: &OffsetStore,
         slice: &Slice<'_>,
     ) -> Result<Attempt, SinkError> {
+        let mut cells = Vec::with_capacity(self.decoder.columns().len());
+        if self.on_error == OnError::Stop && slice.refused.is_none() {
+            // Halting must happen before the record: find it before writing.
+            for (index, record) in slice.records.iter().enumerate() {
+                if let Err(reason) = self.decode(slice, record, &mut cells) {
+                    return Ok(Attempt::Rejected { index, reason });
+                }
+            }
+        }
         let txn = client.transaction().await?;
         if !offsets
             .advance(&txn, slice.key, slice.owner, slice.start, slice.end())
@@ -182,206 +280,159 @@ impl TableWriter {
             ..WriteStats::default()
         };
         let mut dead: Vec<(&Record, Refused, DeadLetterKind)> = Vec::new();
-        match self.method {
-            WriteMethod::Copy => self.copy_rows(&txn, slice, &mut stats, &mut dead).await?,
-            WriteMethod::Insert => self.insert_rows(&txn, slice, &mut stats, &mut dead).await?,
-        }
-        if !dead.is_empty() {
-            let stmt = txn.prepare_cached(&self.dead_letter_sql).await?;
-            let target = self.table.to_string();
-            for (record, refused, kind) in &dead {
-                let (keys, values): (Vec<String>, Vec<Option<Vec<u8>>>) =
-                    record.headers.iter().cloned().unzip();
-                txn.execute(
-                    &stmt,
-                    &[
-                        &slice.key.group_id,
-                        &slice.key.topic,
-                        &slice.key.partition,
-                        &record.offset,
-                        &target,
-                        &record.key,
-                        &record.value,
-                        &keys,
-                        &values,
-                        &record.timestamp_ms,
-                        &refused.reason,
-                        &refused.sqlstate,
-                    ],
-                )
-                .await?;
-                stats.dead_letters.push(*kind);
+        let mut ops = Vec::new();
+        let mut rows = match &self.upsert {
+            // Appends stream straight into the table.
+            None => Some(RowWriter::open(&self.rows, &txn).await?),
+            Some(_) => None,
+        };
+        for record in slice.records {
+            if let Some(refused) = slice.refused {
+                dead.push((record, refused.clone(), DeadLetterKind::Refused));
+                continue;
             }
-        }
-        txn.commit().await?;
-        Ok(Attempt::Committed(stats))
-    }
-
-    /// Decodes one record into `cells`; `false` when it yields no row (a
-    /// tombstone, or a dead letter pushed onto `dead`).
-    fn decode_each<'r>(
-        &self,
-        slice: &Slice<'r>,
-        stats: &mut WriteStats,
-        dead: &mut Vec<(&'r Record, Refused, DeadLetterKind)>,
-        cells: &mut Vec<Cell>,
-        record: &'r Record,
-    ) -> bool {
-        if let Some(refused) = slice.refused {
-            dead.push((record, refused.clone(), DeadLetterKind::Refused));
-            return false;
-        }
-        match self
-            .decoder
-            .decode(&slice.key.topic, slice.key.partition, record, cells)
-        {
-            Ok(Decoded::Row) => true,
-            Ok(Decoded::Tombstone) => {
-                stats.tombstones += 1;
-                false
-            }
-            Err(reason) => {
-                dead.push((
+            match self.decode(slice, record, &mut cells) {
+                Ok(Item::Row) => match &mut rows {
+                    Some(rows) => rows.push(&mut cells).await?,
+                    None => ops.push(Op::Upsert(std::mem::take(&mut cells))),
+                },
+                Ok(Item::Delete) => ops.push(Op::Delete(std::mem::take(&mut cells))),
+                Ok(Item::Skip) => stats.tombstones += 1,
+                Err(reason) => dead.push((
                     record,
                     Refused {
                         reason,
                         sqlstate: None,
                     },
                     DeadLetterKind::Decode,
-                ));
-                false
+                )),
             }
         }
+        if let Some(rows) = rows {
+            let (pushed, affected) = rows.finish().await?;
+            stats.rows = affected;
+            stats.conflicts = pushed.saturating_sub(affected);
+        }
+        if let Some(upsert) = &self.upsert {
+            self.upsert(&txn, upsert, ops, &mut stats).await?;
+        }
+        self.dead_letters(&txn, slice, &dead).await?;
+        stats.dead_letters = dead.iter().map(|(_, _, kind)| *kind).collect();
+        txn.commit().await?;
+        Ok(Attempt::Committed(stats))
     }
 
-    async fn copy_rows<'r>(
+    /// Collapses the batch per key, then deletes, then upserts.
+    async fn upsert(
         &self,
         txn: &Transaction<'_>,
-        slice: &Slice<'r>,
+        upsert: &Upsert,
+        ops: Vec<Op>,
         stats: &mut WriteStats,
-        dead: &mut Vec<(&'r Record, Refused, DeadLetterKind)>,
     ) -> Result<(), SinkError> {
-        if let Some((create, _)) = &self.stage {
-            txn.batch_execute(create).await?;
-        }
-        let sink = txn.copy_in(&self.copy_sql).await?;
-        let writer = BinaryCopyInWriter::new(sink, &self.types);
-        pin_mut!(writer);
-        let mut cells = Vec::with_capacity(self.types.len());
-        for record in slice.records {
-            if self.decode_each(slice, stats, dead, &mut cells, record) {
-                writer.as_mut().write_raw(cells.iter()).await?;
+        let collapsed = collapse(ops, &upsert.key, upsert.version);
+        stats.stale = collapsed.stale;
+        if let (Some(sql), false) = (&upsert.deletes, collapsed.deletes.is_empty()) {
+            let mut deletes = RowWriter::open(sql, txn).await?;
+            for mut key in collapsed.deletes {
+                deletes.push(&mut key).await?;
             }
+            stats.deleted = deletes.finish().await?.1;
         }
-        let copied = writer.finish().await?;
-        stats.rows = match &self.stage {
-            Some((_, merge)) => txn.execute(merge.as_str(), &[]).await?,
-            None => copied,
-        };
-        stats.conflicts = copied - stats.rows.min(copied);
+        if !collapsed.upserts.is_empty() {
+            let mut rows = RowWriter::open(&self.rows, txn).await?;
+            for mut row in collapsed.upserts {
+                rows.push(&mut row).await?;
+            }
+            let (pushed, affected) = rows.finish().await?;
+            stats.rows = affected;
+            stats.stale += pushed.saturating_sub(affected);
+        }
         Ok(())
     }
 
-    async fn insert_rows<'r>(
+    /// Decodes one record into `cells`.
+    fn decode(
         &self,
-        txn: &Transaction<'_>,
-        slice: &Slice<'r>,
-        stats: &mut WriteStats,
-        dead: &mut Vec<(&'r Record, Refused, DeadLetterKind)>,
-    ) -> Result<(), SinkError> {
-        let ncols = self.types.len().max(1);
-        let mut params: Vec<Cell> = Vec::with_capacity(self.chunk_rows * ncols);
-        let mut cells = Vec::with_capacity(ncols);
-        let mut decoded = 0u64;
-        for record in slice.records {
-            if self.decode_each(slice, stats, dead, &mut cells, record) {
-                params.append(&mut cells);
-                decoded += 1;
-                if params.len() == self.chunk_rows * ncols {
-                    let stmt = txn.prepare_cached(&self.full_chunk_sql).await?;
-                    stats.rows += txn.execute(&stmt, &as_params(&params)).await?;
-                    params.clear();
+        slice: &Slice<'_>,
+        record: &Record,
+        cells: &mut Vec<Cell>,
+    ) -> Result<Item, String> {
+        let (topic, partition) = (&slice.key.topic, slice.key.partition);
+        let item = match self.decoder.decode(topic, partition, record, cells)? {
+            Decoded::Row => Item::Row,
+            Decoded::Tombstone => match &self.upsert {
+                Some(Upsert {
+                    key,
+                    deletes: Some(_),
+                    ..
+                }) => {
+                    self.decoder
+                        .decode_key(topic, partition, record, key, cells)?;
+                    Item::Delete
                 }
+                _ => Item::Skip,
+            },
+        };
+        if let Some(upsert) = &self.upsert {
+            // A row whose key is NULL matches no row: it cannot be upserted.
+            let null_key = match item {
+                Item::Row => upsert.key.iter().copied().find(|&k| cells[k] == Cell::Null),
+                Item::Delete => upsert
+                    .key
+                    .iter()
+                    .zip(cells.iter())
+                    .find(|(_, c)| **c == Cell::Null)
+                    .map(|(&k, _)| k),
+                Item::Skip => None,
+            };
+            if let Some(k) = null_key {
+                return Err(format!(
+                    "key column {} is null",
+                    self.decoder.columns()[k].name
+                ));
             }
         }
-        if !params.is_empty() {
-            let sql = insert_sql(
-                &self.insert_head,
-                self.insert_tail,
-                params.len() / ncols,
-                ncols,
-            );
-            stats.rows += txn.execute(sql.as_str(), &as_params(&params)).await?;
+        Ok(item)
+    }
+
+    async fn dead_letters(
+        &self,
+        txn: &Transaction<'_>,
+        slice: &Slice<'_>,
+        dead: &[(&Record, Refused, DeadLetterKind)],
+    ) -> Result<(), SinkError> {
+        if dead.is_empty() {
+            return Ok(());
         }
-        stats.conflicts = decoded - stats.rows.min(decoded);
+        let stmt = txn.prepare_cached(&self.dead_letter_sql).await?;
+        let target = self.table.to_string();
+        for (record, refused, _) in dead {
+            // Postgres text cannot hold NUL; header names are text.
+            let (keys, values): (Vec<String>, Vec<Option<Vec<u8>>>) = record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v.clone()))
+                .unzip();
+            txn.execute(
+                &stmt,
+                &[
+                    &slice.key.group_id,
+                    &slice.key.topic,
+                    &slice.key.partition,
+                    &record.offset,
+                    &target,
+                    &record.key,
+                    &record.value,
+                    &keys,
+                    &values,
+                    &record.timestamp_ms,
+                    &refused.reason.replace('\0', "\u{fffd}"),
+                    &refused.sqlstate,
+                ],
+            )
+            .await?;
+        }
         Ok(())
-    }
-}
-
-/// Temp tables live per connection; a stable name per target lets pooled
-/// connections reuse theirs.
-fn stage_suffix(target: &str) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    target.hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
-/// Rows per INSERT statement: as many as fit under the parameter limit, and
-/// never more than a batch.
-fn chunk_rows(ncols: usize, max_rows: usize) -> usize {
-    (MAX_PARAMS / ncols.max(1)).clamp(1, max_rows.max(1))
-}
-
-fn as_params(cells: &[Cell]) -> Vec<&(dyn ToSql + Sync)> {
-    cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect()
-}
-
-/// `INSERT ... VALUES ($1, $2), ($3, $4) ...` for `rows` rows.
-fn insert_sql(head: &str, tail: &str, rows: usize, ncols: usize) -> String {
-    let mut sql = String::with_capacity(head.len() + rows * ncols * 7 + tail.len());
-    sql.push_str(head);
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..ncols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
-        }
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insert_statement_shape() {
-        assert_eq!(
-            insert_sql(
-                "INSERT INTO t (a, b) VALUES ",
-                " ON CONFLICT DO NOTHING",
-                2,
-                2
-            ),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
-        );
-    }
-
-    #[test]
-    fn chunks_stay_under_the_parameter_limit() {
-        assert_eq!(chunk_rows(20, 5_000), 3_276);
-        assert!(chunk_rows(20, 5_000) * 20 <= MAX_PARAMS);
-        assert_eq!(chunk_rows(3, 100), 100);
-        assert_eq!(chunk_rows(70_000, 100), 1);
     }
 }

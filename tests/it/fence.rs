@@ -58,7 +58,7 @@ async fn a_stale_worker_cannot_commit() {
         key: &key,
         owner,
         cancel: &cancel,
-        max_backoff: Duration::from_secs(1),
+        retry: &config.retry,
     };
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());

@@ -1,0 +1,277 @@
+//! Streams rows of cells into one SQL statement shape, by binary COPY or by
+//! chunked `VALUES` lists.
+//!
+//! The same machinery writes appended rows, upserted rows and deleted keys:
+//! - COPY straight into the target (plain append), or into a temp table that
+//!   one statement then applies (`INSERT ... SELECT ... ON CONFLICT ...` or
+//!   `DELETE ... USING`);
+//! - `VALUES` lists of bind parameters, chunked under Postgres' 65,535
+//!   parameter limit (`INSERT ... VALUES (...), (...)` or
+//!   `DELETE ... WHERE (key) IN ((...), (...))`).
+
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::cell::Cell;
+use super::error::SinkError;
+use crate::config::WriteMethod;
+
+/// Postgres accepts at most this many bind parameters in one statement.
+const MAX_PARAMS: usize = 65_535;
+
+/// One statement shape over some columns.
+#[derive(Debug)]
+pub struct RowSql {
+    method: WriteMethod,
+    types: Vec<Type>,
+    /// `COPY <target or stage> (cols) FROM STDIN (FORMAT binary)`.
+    copy: String,
+    /// COPY through a temp table: (create it, apply it to the target).
+    stage: Option<(String, String)>,
+    /// `... VALUES ` / `... IN (`, then `($1, $2), ($3, $4)`, then `tail`.
+    head: String,
+    tail: String,
+    chunk_rows: usize,
+    full_chunk: String,
+}
+
+/// How a statement shape is put together.
+pub struct Shape<'a> {
+    /// The quoted target table.
+    pub target: &'a str,
+    /// Quoted column names, comma-separated.
+    pub cols: &'a str,
+    pub types: Vec<Type>,
+    /// For COPY: the statement that applies the stage `{stage}` to the
+    /// target; `None` copies straight into the target.
+    pub apply_stage: Option<String>,
+    /// For VALUES: the text before and after the lists.
+    pub head: String,
+    pub tail: String,
+    /// A name for the temp table, unique per target and purpose.
+    pub stage_purpose: &'a str,
+}
+
+impl RowSql {
+    pub fn new(method: WriteMethod, shape: Shape<'_>, max_rows: usize) -> RowSql {
+        let Shape {
+            target,
+            cols,
+            types,
+            apply_stage,
+            head,
+            tail,
+            stage_purpose,
+        } = shape;
+        let stage_name = apply_stage
+            .as_ref()
+            .map(|_| stage_name(stage_purpose, target));
+        let stage = apply_stage.zip(stage_name.as_ref()).map(|(apply, stage)| {
+            (
+                // Temp tables live per connection: pooled connections reuse
+                // theirs, emptied at every commit.
+                format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS \
+                     AS SELECT {cols} FROM {target} WITH NO DATA"
+                ),
+                apply.replace("{stage}", stage),
+            )
+        });
+        let copy_into = stage_name.as_deref().unwrap_or(target);
+        let chunk_rows = chunk_rows(types.len(), max_rows);
+        RowSql {
+            method,
+            copy: format!("COPY {copy_into} ({cols}) FROM STDIN (FORMAT binary)"),
+            full_chunk: values_sql(&head, &tail, chunk_rows, types.len()),
+            types,
+            stage,
+            head,
+            tail,
+            chunk_rows,
+        }
+    }
+}
+
+/// An open stream of rows in a transaction. No other statement may run on
+/// the transaction until it is finished (COPY holds the connection).
+pub enum RowWriter<'t> {
+    Copy {
+        sql: &'t RowSql,
+        txn: &'t Transaction<'t>,
+        writer: Pin<Box<BinaryCopyInWriter>>,
+    },
+    Values {
+        sql: &'t RowSql,
+        txn: &'t Transaction<'t>,
+        params: Vec<Cell>,
+        rows: u64,
+        affected: u64,
+    },
+}
+
+impl<'t> RowWriter<'t> {
+    pub async fn open(
+        sql: &'t RowSql,
+        txn: &'t Transaction<'t>,
+    ) -> Result<RowWriter<'t>, SinkError> {
+        Ok(match sql.method {
+            WriteMethod::Copy => {
+                if let Some((create, _)) = &sql.stage {
+                    txn.batch_execute(create).await?;
+                }
+                let sink = txn.copy_in(&sql.copy).await?;
+                RowWriter::Copy {
+                    sql,
+                    txn,
+                    writer: Box::pin(BinaryCopyInWriter::new(sink, &sql.types)),
+                }
+            }
+            WriteMethod::Insert => RowWriter::Values {
+                sql,
+                txn,
+                params: Vec::with_capacity(sql.chunk_rows * sql.types.len()),
+                rows: 0,
+                affected: 0,
+            },
+        })
+    }
+
+    /// Writes one row, taking the cells out of `cells`.
+    pub async fn push(&mut self, cells: &mut Vec<Cell>) -> Result<(), SinkError> {
+        match self {
+            RowWriter::Copy { writer, .. } => {
+                writer.as_mut().write_raw(cells.iter()).await?;
+                cells.clear();
+            }
+            RowWriter::Values {
+                sql,
+                txn,
+                params,
+                rows,
+                affected,
+            } => {
+                params.append(cells);
+                *rows += 1;
+                if params.len() == sql.chunk_rows * sql.types.len() {
+                    let stmt = txn.prepare_cached(&sql.full_chunk).await?;
+                    *affected += txn.execute(&stmt, &as_params(params)).await?;
+                    params.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream; returns (rows pushed, rows the target statement
+    /// affected) — fewer affected means conflicts or a version guard.
+    pub async fn finish(self) -> Result<(u64, u64), SinkError> {
+        match self {
+            RowWriter::Copy {
+                sql,
+                txn,
+                mut writer,
+            } => {
+                let pushed = writer.as_mut().finish().await?;
+                let affected = match &sql.stage {
+                    Some((_, apply)) => txn.execute(apply.as_str(), &[]).await?,
+                    None => pushed,
+                };
+                Ok((pushed, affected))
+            }
+            RowWriter::Values {
+                sql,
+                txn,
+                params,
+                rows,
+                mut affected,
+            } => {
+                if !params.is_empty() {
+                    let n = params.len() / sql.types.len().max(1);
+                    let stmt = values_sql(&sql.head, &sql.tail, n, sql.types.len());
+                    affected += txn.execute(stmt.as_str(), &as_params(&params)).await?;
+                }
+                Ok((rows, affected))
+            }
+        }
+    }
+}
+
+fn stage_name(purpose: &str, target: &str) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    target.hash(&mut h);
+    format!("sluice_{purpose}_{:016x}", h.finish())
+}
+
+/// Rows per statement: as many as fit under the parameter limit, and never
+/// more than a batch.
+fn chunk_rows(ncols: usize, max_rows: usize) -> usize {
+    (MAX_PARAMS / ncols.max(1)).clamp(1, max_rows.max(1))
+}
+
+fn as_params(cells: &[Cell]) -> Vec<&(dyn ToSql + Sync)> {
+    cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect()
+}
+
+/// `head ($1, $2), ($3, $4) ... tail` for `rows` rows of `ncols`.
+fn values_sql(head: &str, tail: &str, rows: usize, ncols: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * ncols * 7 + tail.len());
+    sql.push_str(head);
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..ncols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_statement_shape() {
+        assert_eq!(
+            values_sql(
+                "INSERT INTO t (a, b) VALUES ",
+                " ON CONFLICT DO NOTHING",
+                2,
+                2
+            ),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            values_sql("DELETE FROM t WHERE (k) IN (", ")", 2, 1),
+            "DELETE FROM t WHERE (k) IN (($1), ($2))"
+        );
+    }
+
+    #[test]
+    fn chunks_stay_under_the_parameter_limit() {
+        assert_eq!(chunk_rows(20, 5_000), 3_276);
+        assert!(chunk_rows(20, 5_000) * 20 <= MAX_PARAMS);
+        assert_eq!(chunk_rows(3, 100), 100);
+        assert_eq!(chunk_rows(70_000, 100), 1);
+    }
+
+    #[test]
+    fn stage_names_differ_by_target_and_purpose() {
+        assert_ne!(
+            stage_name("stage", "\"a\".\"t\""),
+            stage_name("stage", "\"b\".\"t\"")
+        );
+        assert_ne!(stage_name("stage", "t"), stage_name("del", "t"));
+    }
+}
