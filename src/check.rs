@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::{redact_url, Config, ConfigError, Problem};
+use crate::config::{quote_ident, redact_url, Config, ConfigError, Problem};
 use crate::kafka::client_config;
 use crate::migrate::migrate;
 use crate::pg;
@@ -67,6 +67,7 @@ async fn check_postgres(config: &Config) -> Vec<Problem> {
         Err(PlanError::Problems(p)) => p,
         Err(PlanError::Postgres(e)) => problem(format!("querying {url} failed: {e}")),
     };
+    problems.extend(halts(config, &client).await);
     if !config.postgres.auto_migrate {
         let schema = &config.postgres.state_schema;
         let found = client
@@ -86,6 +87,35 @@ async fn check_postgres(config: &Config) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Partitions halted by `on_error: stop`, as recorded in the state schema.
+async fn halts(config: &Config, client: &tokio_postgres::Client) -> Vec<Problem> {
+    let schema = &config.postgres.state_schema;
+    let sql = format!(
+        "SELECT topic, partition, \"offset\", error FROM {}.halts WHERE group_id = $1 \
+         ORDER BY topic, partition",
+        quote_ident(schema)
+    );
+    // No halts table yet means nothing ever halted.
+    let Ok(rows) = client.query(&sql, &[&config.kafka.group_id]).await else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|r| {
+            let (topic, partition, offset, error): (String, i32, i64, String) =
+                (r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?, r.try_get(3).ok()?);
+            let index = config.routes.iter().position(|route| route.topic == topic)?;
+            Some(Problem {
+                path: format!("routes[{index}]"),
+                message: format!(
+                    "partition {topic}[{partition}] is halted before offset {offset} (on_error: stop): \
+                     {error}. Fix the cause (the record, the table, or set on_error: dead_letter), \
+                     then restart sluice"
+                ),
+            })
+        })
+        .collect()
 }
 
 async fn check_kafka(config: &Config) -> Vec<Problem> {

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub rewinds: IntCounter,
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGauge,
+    pub partitions_halted: IntGauge,
     pub committed_offset: IntGaugeVec,
     pub partition_rows: IntCounterVec,
     pub kafka_errors: IntCounter,
@@ -114,6 +115,13 @@ impl Metrics {
             assigned_partitions: reg(
                 registry,
                 IntGauge::new("sluice_assigned_partitions", "Partitions this replica owns.")?,
+            )?,
+            partitions_halted: reg(
+                registry,
+                IntGauge::new(
+                    "sluice_partitions_halted",
+                    "Partitions halted before a bad record (on_error: stop).",
+                )?,
             )?,
             committed_offset: reg(
                 registry,

@@ -111,7 +111,10 @@ impl SinkContext {
             .inc();
         let parts = partitions(tpl, &shared.group_id);
         let handles = self.workers.stop(&parts);
-        if !handles.is_empty() {
+        // While the app stops, its shutdown path waits for the workers; a
+        // revoke then comes from closing the consumer, possibly as the
+        // runtime itself goes down, where blocking could never finish.
+        if !handles.is_empty() && !shared.stop.is_cancelled() {
             let timeout = shared.revoke_timeout;
             let finished = self.block_on(Workers::wait(handles, timeout));
             if !finished {

@@ -83,6 +83,7 @@ impl Shared {
             Some(reason) => halted.insert(partition.to_string(), reason),
             None => halted.remove(&partition.to_string()),
         };
+        self.metrics.partitions_halted.set(halted.len() as i64);
     }
 
     /// Halted partitions and why (the service is not ready while any is).

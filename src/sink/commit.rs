@@ -59,17 +59,13 @@ pub struct Committer<'a> {
 }
 
 impl Committer<'_> {
-    /// Commits `records` (in offset order) continuing from `start`.
+    /// Commits `records` (in offset order, at least one) continuing from
+    /// `start`.
     pub async fn commit(
         &self,
         start: Option<i64>,
         records: &[Record],
     ) -> Result<Outcome, SinkError> {
-        if records.is_empty() {
-            return Ok(Outcome::Committed {
-                next_offset: start.unwrap_or(0),
-            });
-        }
         self.commit_slice(start, records, None).await
     }
 
@@ -80,6 +76,13 @@ impl Committer<'_> {
         refused: Option<Refused>,
     ) -> BoxFuture<'s, Result<Outcome, SinkError>> {
         Box::pin(async move {
+            // An empty slice has no end offset: there is nothing to fence.
+            let Some(last) = records.last() else {
+                return Ok(Outcome::Committed {
+                    next_offset: start.unwrap_or_default(),
+                });
+            };
+            debug_assert!(start.is_none_or(|s| s <= last.offset));
             let mut backoff = Backoff::new(self.retry.initial_backoff, self.retry.max_backoff);
             loop {
                 let slice = Slice {
@@ -168,10 +171,13 @@ impl Committer<'_> {
         reason: String,
         sqlstate: Option<String>,
     ) -> Result<Outcome, SinkError> {
-        let next_offset = match self.commit_slice(start, &records[..index], None).await? {
-            _ if index == 0 => start,
-            Outcome::Committed { next_offset } => Some(next_offset),
-            other => return Ok(other),
+        let next_offset = if index == 0 {
+            start
+        } else {
+            match self.commit_slice(start, &records[..index], None).await? {
+                Outcome::Committed { next_offset } => Some(next_offset),
+                other => return Ok(other),
+            }
         };
         Ok(Outcome::Halted {
             next_offset,

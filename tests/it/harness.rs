@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::Registry;
 use sluice::app::{self, AppError};
-use sluice::config::Config;
+use sluice::config::{Config, LogConfig, LogFormat};
 use sluice::embedded::kafka::{produce, MockKafka};
 use sluice::embedded::postgres::shared;
 use tokio::task::JoinHandle;
@@ -128,6 +128,11 @@ pub struct Sink {
 impl Sink {
     pub fn start(yaml: &str) -> Sink {
         let config = Config::from_yaml(yaml, |_| None).expect("valid config");
+        // Quiet unless RUST_LOG asks (shown with --nocapture).
+        sluice::logging::init(&LogConfig {
+            format: LogFormat::Text,
+            level: "error".into(),
+        });
         let token = CancellationToken::new();
         let registry = Registry::new();
         let handle = tokio::spawn({
@@ -141,14 +146,22 @@ impl Sink {
         }
     }
 
-    pub async fn stop(self) -> Result<(), AppError> {
+    pub async fn stop(mut self) -> Result<(), AppError> {
         self.token.cancel();
-        self.handle.await.expect("sink task")
+        (&mut self.handle).await.expect("sink task")
     }
 
     /// The value of a counter or gauge, summed over its label sets.
     pub fn metric(&self, name: &str) -> f64 {
         metric(&self.registry, name)
+    }
+}
+
+impl Drop for Sink {
+    /// A test that fails mid-run still stops its sink, so the runtime can
+    /// shut down.
+    fn drop(&mut self) {
+        self.token.cancel();
     }
 }
 

@@ -10,3 +10,5 @@ mod exactly_once;
 mod fence;
 mod methods;
 mod poison;
+mod upsert;
+mod write_errors;
