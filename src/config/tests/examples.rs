@@ -59,6 +59,14 @@ fn docs_mention_every_field() {
         "write_method",
         "key",
         "columns",
+        "mode",
+        "version",
+        "delete_on_tombstone",
+        "on_error",
+        // RetryConfig
+        "retry",
+        "initial_backoff",
+        "max_backoff",
         // HttpConfig
         "listen",
         // LogConfig
@@ -72,6 +80,10 @@ fn docs_mention_every_field() {
         "copy",
         "insert",
         "text",
+        "append",
+        "upsert",
+        "dead_letter",
+        "stop",
         // column sources
         "$topic",
         "$partition",

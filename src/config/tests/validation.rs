@@ -149,3 +149,58 @@ fn validation_of_routes() {
     assert_one(&p, "routes[0].table", "empty");
     assert!(problems_after(|c| c.routes[0].topic = "A.b_c-1".into()).is_empty());
 }
+
+#[test]
+fn validation_of_write_semantics() {
+    let p = problems_after(|c| {
+        let r = &mut c.routes[0];
+        r.mode = Mode::Upsert;
+        r.key = None;
+        r.version = Some("missing".into());
+        r.delete_on_tombstone = true;
+    });
+    assert_one(&p, "routes[0].key", "mode upsert needs key");
+    assert_one(&p, "routes[0].version", "is not mapped");
+
+    let p = problems_after(|c| {
+        let r = &mut c.routes[0];
+        r.columns
+            .insert("id".into(), ColumnSource::Pointer("/id".into()));
+        r.key = Some(vec!["id".into()]);
+        r.delete_on_tombstone = true;
+        r.version = Some("id".into());
+    });
+    assert_one(
+        &p,
+        "routes[0].delete_on_tombstone",
+        "only applies to mode upsert",
+    );
+    assert_one(&p, "routes[0].version", "only applies to mode upsert");
+    assert_one(&p, "routes[0].columns.id", "must come from the record key");
+
+    let p = problems_after(|c| {
+        let r = &mut c.routes[0];
+        r.mode = Mode::Upsert;
+        r.columns
+            .insert("id".into(), ColumnSource::KeyPointer("/id".into()));
+        r.key = Some(vec!["id".into()]);
+        r.delete_on_tombstone = true;
+        c.retry.initial_backoff = Duration::from_secs(60);
+        c.retry.max_backoff = Duration::from_secs(30);
+    });
+    assert!(p.iter().all(|x| !x.path.starts_with("routes")), "{p:?}");
+    assert_one(&p, "retry.initial_backoff", "at most retry.max_backoff");
+}
+
+#[test]
+fn key_pointers_parse() {
+    assert_eq!(
+        "$key/order_id".parse::<ColumnSource>(),
+        Ok(ColumnSource::KeyPointer("/order_id".into()))
+    );
+    assert_eq!(
+        ColumnSource::KeyPointer("/a~1b".into()).to_string(),
+        "$key/a~1b"
+    );
+    assert!("$key/a~2".parse::<ColumnSource>().is_err());
+}
