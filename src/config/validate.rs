@@ -273,7 +273,7 @@ fn check_route(at: &str, route: &RouteConfig, problems: &mut Problems) {
             }
         }
     }
-    check_write_semantics(route, &at, problems);
+    check_write_semantics(route, at, problems);
 }
 
 /// mode, version, delete_on_tombstone: what upserts and deletes need.

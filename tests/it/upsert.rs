@@ -37,7 +37,9 @@ routes:
     )
 }
 
-type Model = BTreeMap<i64, (i64, i64, String)>;
+/// (version, balance, status) per key.
+type Row = (i64, i64, String);
+type Model = BTreeMap<i64, Row>;
 
 /// Applies events in order: a tombstone deletes, an upsert applies if its
 /// version is newer than the row's.
@@ -191,7 +193,7 @@ async fn tombstones_between_upserts_in_one_batch_follow_the_model() {
         .unwrap();
     let kafka = kafka("tomb", 1);
     let row = |v: i64| Some((v, v * 10, format!("v{v}")));
-    let script: Vec<(i64, Option<(i64, i64, String)>)> = vec![
+    let script: Vec<(i64, Option<Row>)> = vec![
         (1, row(1)),
         (1, row(2)),
         (1, None),
