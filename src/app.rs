@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Config, Problem};
+use crate::health;
 use crate::kafka::{client_config, SinkConsumer, SinkContext};
 use crate::metrics::Metrics;
 use crate::migrate::migrate;
@@ -71,6 +72,12 @@ pub async fn run(
     let stop = shutdown.child_token();
     info!(postgres = %redact_url(config.postgres.url.expose()), brokers = %config.kafka.brokers,
           group = %config.kafka.group_id, "starting");
+    let listener = crate::http::bind(config.http.listen).await.map_err(|e| {
+        AppError::Failed(format!(
+            "cannot listen on http.listen {}: {e}",
+            config.http.listen
+        ))
+    })?;
     let Some(writers) = prepare(&config, &pool, &metrics, &stop).await? else {
         return Ok(());
     };
@@ -83,12 +90,32 @@ pub async fn run(
     let topics: Vec<&str> = config.routes.iter().map(|r| r.topic.as_str()).collect();
     consumer.subscribe(&topics)?;
     info!(?topics, "subscribed");
+    // The watchers end with their own token, after the workers: /readyz
+    // and lag stay served while the workers drain.
+    let watchers = CancellationToken::new();
+    let tasks = [
+        tokio::spawn(crate::http::serve(
+            listener,
+            registry.clone(),
+            Arc::clone(&shared),
+            watchers.clone(),
+        )),
+        tokio::spawn(health::probe_postgres(
+            Arc::clone(&shared),
+            watchers.clone(),
+        )),
+        tokio::spawn(health::track_lag(Arc::clone(&shared), watchers.clone())),
+    ];
 
     let polled = serve(&consumer, &shared).await;
 
     let handles = workers.stop_all();
     if !Workers::wait(handles, SHUTDOWN_GRACE).await {
         warn!(grace = ?SHUTDOWN_GRACE, "workers still writing after the grace period");
+    }
+    watchers.cancel();
+    for task in tasks {
+        let _ = task.await;
     }
     // Closing leaves the group (partitions move at once) and commits the
     // advisory offsets; it polls synchronously, so not on a runtime thread.

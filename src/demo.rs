@@ -181,6 +181,8 @@ postgres:
 batch:
   max_rows: 1000
   linger: 20ms
+http:
+  listen: "127.0.0.1:0"
 routes:
   - topic: {TOPIC}
     table: public.{TABLE}

@@ -26,6 +26,8 @@
 //! - [`pg`]: the Postgres connection pool.
 //! - [`metrics`]: Prometheus metrics on a registry passed in.
 //! - [`backoff`]: retry delays.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`. [`health`]: the Postgres
+//!   probe and the lag watcher behind them.
 //! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
 //! - [`embedded`]: a throwaway Postgres and librdkafka's mock cluster, for
 //!   the demo and the tests.
@@ -37,6 +39,8 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod embedded;
+pub mod health;
+pub mod http;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;

@@ -2,7 +2,8 @@
 //! application creates and passes down; nothing uses the global registry.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -23,6 +24,10 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     pub partitions_halted: IntGauge,
     pub committed_offset: IntGaugeVec,
+    pub lag_records: IntGaugeVec,
+    pub lag_seconds: GaugeVec,
+    pub throttle_wait_seconds: Counter,
+    pub throttle_rate: Gauge,
     pub partition_rows: IntCounterVec,
     pub kafka_errors: IntCounter,
 }
@@ -53,7 +58,7 @@ impl Metrics {
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         reg(registry, build)?;
-        Ok(Metrics {
+        let metrics = Metrics {
             rows_written: counter_vec(
                 "sluice_rows_written_total",
                 "Rows written to target tables.",
@@ -133,6 +138,40 @@ impl Metrics {
                     tp,
                 )?,
             )?,
+            lag_records: reg(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sluice_partition_lag_records",
+                        "High watermark minus the next offset committed to Postgres, per partition.",
+                    ),
+                    tp,
+                )?,
+            )?,
+            lag_seconds: reg(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "sluice_partition_lag_seconds",
+                        "Now minus the timestamp of the last record committed (0 when caught up).",
+                    ),
+                    tp,
+                )?,
+            )?,
+            throttle_wait_seconds: reg(
+                registry,
+                Counter::new(
+                    "sluice_throttle_wait_seconds_total",
+                    "Time partition workers waited for the rate limiter.",
+                )?,
+            )?,
+            throttle_rate: reg(
+                registry,
+                Gauge::new(
+                    "sluice_throttle_rate_rows_per_second",
+                    "The effective write rate limit (+Inf when no throttle is configured).",
+                )?,
+            )?,
             partition_rows: counter_vec(
                 "sluice_partition_rows_total",
                 "Records committed per partition (rows, skipped and dead letters).",
@@ -142,6 +181,9 @@ impl Metrics {
                 "sluice_kafka_errors_total",
                 "Errors reported by the Kafka client while consuming.",
             )?,
-        })
+        };
+        // No throttle yet: the limit is infinite.
+        metrics.throttle_rate.set(f64::INFINITY);
+        Ok(metrics)
     }
 }

@@ -44,6 +44,8 @@ pub fn client_config(config: &Config) -> ClientConfig {
         ),
         ("fetch.queue.backoff.ms", "50".to_string()),
         ("auto.commit.interval.ms", "5000".to_string()),
+        // Watermarks for the lag metrics arrive with the statistics.
+        ("statistics.interval.ms", "2000".to_string()),
     ] {
         cc.set(k, v);
     }

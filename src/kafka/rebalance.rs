@@ -16,6 +16,7 @@ use futures::future::join_all;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -60,6 +61,7 @@ impl SinkContext {
             .rebalances
             .with_label_values(&["assign"])
             .inc();
+        shared.set_joined();
         let parts = partitions(tpl, &shared.group_id);
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             error!("rebalance before the consumer was set up; not starting workers");
@@ -197,7 +199,19 @@ fn partitions(tpl: &TopicPartitionList, group_id: &str) -> Vec<PartitionKey> {
         .collect()
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    /// librdkafka's statistics carry every partition's watermarks, which
+    /// the lag metrics need even when a partition is not moving.
+    fn stats(&self, statistics: Statistics) {
+        self.shared
+            .set_watermarks(statistics.topics.into_iter().flat_map(|(topic, t)| {
+                t.partitions
+                    .into_values()
+                    .filter(|p| p.partition >= 0)
+                    .map(move |p| ((topic.clone(), p.partition), (p.lo_offset, p.hi_offset)))
+            }));
+    }
+}
 
 impl ConsumerContext for SinkContext {
     fn rebalance(

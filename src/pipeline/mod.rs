@@ -3,13 +3,14 @@
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, info_span, Instrument};
 
 use crate::config::{BatchConfig, Config, RetryConfig, StartFrom};
 use crate::metrics::Metrics;
@@ -35,6 +36,25 @@ pub struct Shared {
     failure: Mutex<Option<String>>,
     /// Partitions halted by `on_error: stop`, with the reason.
     halted: Mutex<BTreeMap<String, String>>,
+    /// The consumer has joined the group (its first assignment arrived).
+    joined: AtomicBool,
+    /// The last Postgres probe succeeded.
+    postgres_reachable: AtomicBool,
+    /// Where each running worker stands, for the lag metrics.
+    positions: Mutex<HashMap<PartitionKey, Position>>,
+    /// (low, high) watermarks per (topic, partition), from the statistics.
+    watermarks: Mutex<HashMap<(String, i32), (i64, i64)>>,
+}
+
+/// Where a partition's worker stands.
+#[derive(Debug, Clone)]
+pub struct Position {
+    /// The next offset committed to Postgres (`None`: nothing yet).
+    pub next_offset: Option<i64>,
+    /// Kafka timestamp of the last committed record.
+    pub last_timestamp_ms: Option<i64>,
+    /// When the worker started.
+    pub since: Instant,
 }
 
 impl Shared {
@@ -58,7 +78,103 @@ impl Shared {
             stop,
             failure: Mutex::new(None),
             halted: Mutex::new(BTreeMap::new()),
+            joined: AtomicBool::new(false),
+            postgres_reachable: AtomicBool::new(true),
+            positions: Mutex::new(HashMap::new()),
+            watermarks: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn set_watermarks(&self, fresh: impl Iterator<Item = ((String, i32), (i64, i64))>) {
+        let mut watermarks = self
+            .watermarks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Negative values mean "not known yet".
+        watermarks.extend(fresh.filter(|(_, (low, high))| *low >= 0 && *high >= 0));
+    }
+
+    pub fn watermarks(&self, key: &PartitionKey) -> Option<(i64, i64)> {
+        let watermarks = self
+            .watermarks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        watermarks.get(&(key.topic.clone(), key.partition)).copied()
+    }
+
+    pub fn set_joined(&self) {
+        self.joined.store(true, Ordering::Relaxed);
+    }
+
+    pub fn postgres_reachable(&self) -> bool {
+        self.postgres_reachable.load(Ordering::Relaxed)
+    }
+
+    pub fn set_postgres_reachable(&self, reachable: bool) {
+        self.postgres_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// `Ok` when the service is ready for traffic; otherwise which check fails.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.stop.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        if !self.joined.load(Ordering::Relaxed) {
+            return Err("has not joined the consumer group yet".into());
+        }
+        if !self.postgres_reachable() {
+            return Err("Postgres is unreachable".into());
+        }
+        match self.halted().first() {
+            Some((partition, why)) => Err(format!("partition {partition} is halted: {why}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Records where a worker stands (on start and after each commit).
+    pub fn track(
+        &self,
+        key: &PartitionKey,
+        next_offset: Option<i64>,
+        last_timestamp_ms: Option<i64>,
+    ) {
+        let mut positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let position = positions.entry(key.clone()).or_insert_with(|| Position {
+            next_offset,
+            last_timestamp_ms,
+            since: Instant::now(),
+        });
+        position.next_offset = next_offset;
+        if last_timestamp_ms.is_some() {
+            position.last_timestamp_ms = last_timestamp_ms;
+        }
+    }
+
+    /// Forgets a partition whose worker ended, and its per-partition gauges.
+    pub fn untrack(&self, key: &PartitionKey) {
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        let labels = [key.topic.as_str(), &key.partition.to_string()];
+        // A gauge that was never set has no series to remove.
+        let _ = self.metrics.lag_records.remove_label_values(&labels);
+        let _ = self.metrics.lag_seconds.remove_label_values(&labels);
+        let _ = self.metrics.committed_offset.remove_label_values(&labels);
+    }
+
+    pub fn positions(&self) -> Vec<(PartitionKey, Position)> {
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        positions
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
     }
 
     /// Records the first fatal error and stops the service.
@@ -123,8 +239,11 @@ impl Workers {
         let key = worker.key.clone();
         let stop = worker.stop.clone();
         let shared = Arc::clone(shared);
+        let span = info_span!("partition", topic = %key.topic, partition = key.partition);
         let handle = tokio::spawn(async move {
-            match worker.run().await {
+            let exit = worker.run().instrument(span).await;
+            shared.untrack(&key);
+            match exit {
                 Exit::Stopped => info!(partition = %key, "worker stopped"),
                 Exit::Stale { owner } => info!(partition = %key, ?owner, "worker fenced out"),
                 Exit::Failed(e) => shared.fail(format!("partition {key}: {e}")),

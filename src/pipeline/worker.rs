@@ -85,6 +85,7 @@ impl PartitionWorker {
         let limits = &shared.batch;
         let max_bytes = usize::try_from(limits.max_bytes.bytes()).unwrap_or(usize::MAX);
         let mut batch: Vec<Record> = Vec::with_capacity(limits.max_rows.min(16_384));
+        shared.track(&self.key, self.next_offset, None);
         loop {
             let mut state = State::Collecting;
             debug!(partition = %self.key, ?state, next_offset = ?self.next_offset);
@@ -115,7 +116,11 @@ impl PartitionWorker {
                 retry: &shared.retry,
             };
             match committer.commit(self.next_offset, &batch).await {
-                Ok(Outcome::Committed { next_offset }) => self.committed(next_offset),
+                Ok(Outcome::Committed { next_offset }) => {
+                    self.committed(next_offset);
+                    let last_ts = batch.last().and_then(|r| r.timestamp_ms);
+                    shared.track(&self.key, Some(next_offset), last_ts);
+                }
                 Ok(Outcome::Stale { owner }) => {
                     info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
                     return Exit::Stale { owner };

@@ -36,7 +36,7 @@ async fn killed_five_times_loses_and_duplicates_nothing() {
             "session.timeout.ms: \"6000\"",
             "session.timeout.ms: \"3000\"",
         );
-    std::fs::write(&path, yaml).unwrap();
+    std::fs::write(&path, format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:0\"\n")).unwrap();
 
     let mut kills = 0;
     let mut last = 0;

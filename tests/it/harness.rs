@@ -127,7 +127,12 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(yaml: &str) -> Sink {
-        let config = Config::from_yaml(yaml, |_| None).expect("valid config");
+        // Tests run side by side: any free port unless the test picks one.
+        let yaml = match yaml.contains("\nhttp:") {
+            true => yaml.to_string(),
+            false => format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:0\"\n"),
+        };
+        let config = Config::from_yaml(&yaml, |_| None).expect("valid config");
         // Quiet unless RUST_LOG asks (shown with --nocapture).
         sluice::logging::init(&LogConfig {
             format: LogFormat::Text,

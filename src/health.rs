@@ -1,0 +1,82 @@
+//! Background watchers that keep readiness and lag current even when no
+//! batch is moving: a Postgres probe, and per-partition lag from the
+//! consumer's watermarks against the offsets committed to Postgres.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{PoolError, TimeoutType, Timeouts};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::pipeline::Shared;
+
+/// How often readiness and lag are refreshed.
+pub const INTERVAL: Duration = Duration::from_secs(2);
+
+/// Probes Postgres every INTERVAL until `stop`.
+pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
+    let timeouts = Timeouts {
+        wait: Some(Duration::from_secs(1)),
+        create: Some(Duration::from_secs(3)),
+        recycle: Some(Duration::from_secs(1)),
+    };
+    loop {
+        let reachable = match shared.pool.timeout_get(&timeouts).await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            // Every connection is busy writing: Postgres is answering.
+            Err(PoolError::Timeout(TimeoutType::Wait)) => true,
+            Err(_) => false,
+        };
+        if reachable != shared.postgres_reachable() {
+            match reachable {
+                true => info!("Postgres is reachable again"),
+                false => warn!("Postgres is unreachable"),
+            }
+        }
+        shared.set_postgres_reachable(reachable);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(INTERVAL) => {}
+        }
+    }
+}
+
+/// Sets `sluice_partition_lag_records` (high watermark minus the next offset
+/// committed to Postgres) and `sluice_partition_lag_seconds` (time since the
+/// last committed record was produced; 0 when caught up) every INTERVAL.
+/// Watermarks come from librdkafka's statistics (every fetch refreshes them,
+/// also for partitions whose worker is stuck), so no broker is asked here.
+pub async fn track_lag(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for (key, position) in shared.positions() {
+            let Some((low, high)) = shared.watermarks(&key) else {
+                continue;
+            };
+            let lag = (high - position.next_offset.unwrap_or(low)).max(0);
+            let seconds = match position.last_timestamp_ms {
+                _ if lag == 0 => 0.0,
+                Some(ts) => (now_ms - ts).max(0) as f64 / 1000.0,
+                None => position.since.elapsed().as_secs_f64(),
+            };
+            let labels = [key.topic.as_str(), &key.partition.to_string()];
+            shared
+                .metrics
+                .lag_records
+                .with_label_values(&labels)
+                .set(lag);
+            shared
+                .metrics
+                .lag_seconds
+                .with_label_values(&labels)
+                .set(seconds);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(INTERVAL) => {}
+        }
+    }
+}
