@@ -85,7 +85,7 @@ impl SinkContext {
                 shared.fail(format!("cannot set the start offset of {key}: {e}"));
                 continue;
             }
-            info!(partition = %key, ?offset, %owner, "partition assigned");
+            info!(topic = %key.topic, partition = key.partition, ?offset, %owner, "partition assigned");
             self.workers.spawn(
                 shared,
                 PartitionWorker {

@@ -9,6 +9,7 @@ mod crash;
 mod exactly_once;
 mod fence;
 mod methods;
+mod observability;
 mod poison;
 mod upsert;
 mod write_errors;

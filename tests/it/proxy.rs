@@ -1,6 +1,7 @@
 //! A TCP proxy between the sink and Postgres whose connections the test can
 //! cut at a chosen moment.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -9,6 +10,7 @@ use tokio::task::JoinHandle;
 pub struct Proxy {
     pub port: u16,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    down: Arc<AtomicBool>,
     accept: JoinHandle<()>,
 }
 
@@ -17,10 +19,14 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let down: Arc<AtomicBool> = Arc::default();
         let accept = tokio::spawn({
-            let conns = Arc::clone(&conns);
+            let (conns, down) = (Arc::clone(&conns), Arc::clone(&down));
             async move {
                 while let Ok((mut client, _)) = listener.accept().await {
+                    if down.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is closed at once
+                    }
                     let conn = tokio::spawn(async move {
                         if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target_port)).await
                         {
@@ -34,7 +40,17 @@ impl Proxy {
         Proxy {
             port,
             conns,
+            down,
             accept,
+        }
+    }
+
+    /// While down, Postgres looks unreachable: open connections are cut and
+    /// new ones closed at once.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.cut();
         }
     }
 
