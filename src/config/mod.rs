@@ -3,6 +3,7 @@
 //! documentation (docs/configuration.md repeats it).
 
 mod columns;
+mod defaults;
 mod error;
 mod expand;
 mod names;
@@ -12,13 +13,14 @@ mod validate;
 mod yaml_error;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 pub use columns::ColumnSource;
+use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use names::{is_plain_identifier, quote_ident, TableName};
 pub use secret::{redact_url, Secret};
@@ -288,55 +290,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-const fn default_start_from() -> StartFrom {
-    StartFrom::Earliest
-}
-const fn default_format() -> Format {
-    Format::Json
-}
-const fn default_write_method() -> WriteMethod {
-    WriteMethod::Copy
-}
-const fn default_log_format() -> LogFormat {
-    LogFormat::Text
-}
-const fn default_revoke_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-const fn default_pool_size() -> usize {
-    8
-}
-fn default_state_schema() -> String {
-    "sluice".to_owned()
-}
-const fn default_true() -> bool {
-    true
-}
-const fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-const fn default_max_rows() -> usize {
-    5000
-}
-const fn default_max_bytes() -> ByteSize {
-    ByteSize(4 * 1024 * 1024)
-}
-const fn default_linger() -> Duration {
-    Duration::from_millis(50)
-}
-const fn default_listen() -> SocketAddr {
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9187)
-}
-const fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
-}
-const fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_level() -> String {
-    "info".to_owned()
 }
 
 impl Default for BatchConfig {

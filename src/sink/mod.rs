@@ -6,6 +6,7 @@ pub mod cell;
 pub mod coerce;
 pub mod collapse;
 pub mod commit;
+pub mod dead_letters;
 pub mod decode;
 pub mod error;
 pub mod numeric;

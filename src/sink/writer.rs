@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::catalog::PlannedColumn;
 use super::cell::Cell;
 use super::collapse::{collapse, Op};
+use super::dead_letters;
 use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
 use super::rows::{RowSql, RowWriter, Shape};
@@ -223,13 +224,7 @@ impl TableWriter {
             key: key.clone(),
         });
         TableWriter {
-            dead_letter_sql: format!(
-                "INSERT INTO {}.dead_letters (group_id, topic, partition, \"offset\", target_table, \
-                 key, value, header_keys, header_values, kafka_timestamp, error, sqlstate) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10::bigint / 1000.0), $11, $12) \
-                 ON CONFLICT DO NOTHING",
-                quote_ident(state_schema)
-            ),
+            dead_letter_sql: dead_letters::insert_sql(state_schema),
             table,
             decoder,
             on_error: route.on_error,
@@ -316,7 +311,7 @@ impl TableWriter {
         if let Some(upsert) = &self.upsert {
             self.upsert(&txn, upsert, ops, &mut stats).await?;
         }
-        self.dead_letters(&txn, slice, &dead).await?;
+        dead_letters::write(&txn, &self.dead_letter_sql, &self.table, slice, &dead).await?;
         stats.dead_letters = dead.iter().map(|(_, _, kind)| *kind).collect();
         txn.commit().await?;
         Ok(Attempt::Committed(stats))
@@ -394,45 +389,5 @@ impl TableWriter {
             }
         }
         Ok(item)
-    }
-
-    async fn dead_letters(
-        &self,
-        txn: &Transaction<'_>,
-        slice: &Slice<'_>,
-        dead: &[(&Record, Refused, DeadLetterKind)],
-    ) -> Result<(), SinkError> {
-        if dead.is_empty() {
-            return Ok(());
-        }
-        let stmt = txn.prepare_cached(&self.dead_letter_sql).await?;
-        let target = self.table.to_string();
-        for (record, refused, _) in dead {
-            // Postgres text cannot hold NUL; header names are text.
-            let (keys, values): (Vec<String>, Vec<Option<Vec<u8>>>) = record
-                .headers
-                .iter()
-                .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v.clone()))
-                .unzip();
-            txn.execute(
-                &stmt,
-                &[
-                    &slice.key.group_id,
-                    &slice.key.topic,
-                    &slice.key.partition,
-                    &record.offset,
-                    &target,
-                    &record.key,
-                    &record.value,
-                    &keys,
-                    &values,
-                    &record.timestamp_ms,
-                    &refused.reason.replace('\0', "\u{fffd}"),
-                    &refused.sqlstate,
-                ],
-            )
-            .await?;
-        }
-        Ok(())
     }
 }

@@ -129,17 +129,7 @@ async fn sink_with_sleeping_commit(
         .unwrap();
     let kafka = kafka("orders", 1);
     let end = produce_all(&kafka, "orders", orders(3_000, 1, 50)).await;
-    let pg_port: u16 = url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(pg_port).await;
-    let proxied = url.replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    let (proxy, proxied) = Proxy::in_front_of(&url).await;
     let yaml = orders_config(kafka.bootstrap_servers(), &proxied, "orders", "g", "")
         .replace("max_rows: 2000", "max_rows: 400");
     let sink = Sink::start(&yaml);

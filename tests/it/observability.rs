@@ -197,17 +197,7 @@ async fn readiness_follows_the_group_join_and_postgres() {
     client.batch_execute(ORDERS_TABLE).await.unwrap();
     let kafka = kafka("orders", 2);
     produce_all(&kafka, "orders", orders(100, 2, 10)).await;
-    let pg_port: u16 = url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(pg_port).await;
-    let proxied = url.replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    let (proxy, proxied) = Proxy::in_front_of(&url).await;
     let port = free_port();
     let sink = Sink::start(&with_http(
         &orders_config(kafka.bootstrap_servers(), &proxied, "orders", "g", ""),

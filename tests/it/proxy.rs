@@ -15,6 +15,20 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of the Postgres of `url`; returns it and the URL
+    /// that goes through it.
+    pub async fn in_front_of(url: &str) -> (Proxy, String) {
+        let port: u16 = url
+            .rsplit(':')
+            .next()
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .expect("a postgres URL with a port");
+        let proxy = Proxy::start(port).await;
+        let proxied = url.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+        (proxy, proxied)
+    }
+
     pub async fn start(target_port: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
