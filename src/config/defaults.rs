@@ -54,3 +54,15 @@ pub(super) const fn default_max_backoff() -> Duration {
 pub(super) fn default_level() -> String {
     "info".to_owned()
 }
+pub(super) const fn default_statement_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+pub(super) const fn default_lock_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub(super) const fn default_tcp_user_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+pub(super) const fn default_unready_after() -> Duration {
+    Duration::from_secs(30)
+}

@@ -134,6 +134,33 @@ pub struct PostgresConfig {
         deserialize_with = "units::duration"
     )]
     pub connect_timeout: Duration,
+    /// Longest a statement of sluice's may run; a batch that exceeds it is
+    /// retried (SQLSTATE 57014), so nothing hangs forever. Default: `60s`.
+    #[serde(
+        default = "default_statement_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub statement_timeout: Duration,
+    /// Longest sluice waits for a lock on a target table (e.g. behind a
+    /// migration's ACCESS EXCLUSIVE lock); then the batch is retried
+    /// (SQLSTATE 55P03), never dead-lettered. Default: `10s`.
+    #[serde(default = "default_lock_timeout", deserialize_with = "units::duration")]
+    pub lock_timeout: Duration,
+    /// A connection whose sent data stays unacknowledged this long is
+    /// closed (TCP_USER_TIMEOUT), so a network black hole is noticed in
+    /// bounded time, not after the kernel's many minutes. Default: `30s`.
+    #[serde(
+        default = "default_tcp_user_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub tcp_user_timeout: Duration,
+    /// `/readyz` reports not ready once Postgres has been unreachable this
+    /// long (short blips do not flap readiness). Default: `30s`.
+    #[serde(
+        default = "default_unready_after",
+        deserialize_with = "units::duration"
+    )]
+    pub unready_after: Duration,
 }
 
 /// The `batch` section: a batch is written when ANY limit is reached.

@@ -38,8 +38,9 @@ pub struct Shared {
     halted: Mutex<BTreeMap<String, String>>,
     /// The consumer has joined the group (its first assignment arrived).
     joined: AtomicBool,
-    /// The last Postgres probe succeeded.
-    postgres_reachable: AtomicBool,
+    /// Since when Postgres has not answered the probe.
+    unreachable_since: Mutex<Option<Instant>>,
+    unready_after: Duration,
     /// Where each running worker stands, for the lag metrics.
     positions: Mutex<HashMap<PartitionKey, Position>>,
     /// (low, high) watermarks per (topic, partition), from the statistics.
@@ -79,7 +80,8 @@ impl Shared {
             failure: Mutex::new(None),
             halted: Mutex::new(BTreeMap::new()),
             joined: AtomicBool::new(false),
-            postgres_reachable: AtomicBool::new(true),
+            unreachable_since: Mutex::new(None),
+            unready_after: config.postgres.unready_after,
             positions: Mutex::new(HashMap::new()),
             watermarks: Mutex::new(HashMap::new()),
         }
@@ -107,11 +109,23 @@ impl Shared {
     }
 
     pub fn postgres_reachable(&self) -> bool {
-        self.postgres_reachable.load(Ordering::Relaxed)
+        self.unreachable_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
     }
 
     pub fn set_postgres_reachable(&self, reachable: bool) {
-        self.postgres_reachable.store(reachable, Ordering::Relaxed);
+        let mut since = self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match reachable {
+            true => *since = None,
+            false => {
+                since.get_or_insert_with(Instant::now);
+            }
+        }
     }
 
     /// `Ok` when the service is ready for traffic; otherwise which check fails.
@@ -122,8 +136,15 @@ impl Shared {
         if !self.joined.load(Ordering::Relaxed) {
             return Err("has not joined the consumer group yet".into());
         }
-        if !self.postgres_reachable() {
-            return Err("Postgres is unreachable".into());
+        let since = *self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(since) = since.filter(|s| s.elapsed() >= self.unready_after) {
+            return Err(format!(
+                "Postgres is unreachable (for {:.0?})",
+                since.elapsed()
+            ));
         }
         match self.halted().first() {
             Some((partition, why)) => Err(format!("partition {partition} is halted: {why}")),

@@ -170,6 +170,22 @@ impl Drop for Sink {
     }
 }
 
+/// The value of a counter whose `label` is `value`.
+pub fn metric_where(registry: &Registry, name: &str, label: &str, value: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == label && l.value() == value)
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
 pub fn metric(registry: &Registry, name: &str) -> f64 {
     registry
         .gather()

@@ -10,6 +10,7 @@ mod exactly_once;
 mod fence;
 mod methods;
 mod observability;
+mod outages;
 mod poison;
 mod upsert;
 mod write_errors;

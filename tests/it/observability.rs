@@ -199,10 +199,9 @@ async fn readiness_follows_the_group_join_and_postgres() {
     produce_all(&kafka, "orders", orders(100, 2, 10)).await;
     let (proxy, proxied) = Proxy::in_front_of(&url).await;
     let port = free_port();
-    let sink = Sink::start(&with_http(
-        &orders_config(kafka.bootstrap_servers(), &proxied, "orders", "g", ""),
-        port,
-    ));
+    let yaml = orders_config(kafka.bootstrap_servers(), &proxied, "orders", "g", "")
+        .replace("pool_size: 4", "pool_size: 4\n  unready_after: 1s");
+    let sink = Sink::start(&with_http(&yaml, port));
 
     // The listener is up before the group join, which takes seconds.
     let first = eventually(Duration::from_secs(30), "the server", || {

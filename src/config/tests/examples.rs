@@ -48,6 +48,10 @@ fn docs_mention_every_field() {
         "state_schema",
         "auto_migrate",
         "connect_timeout",
+        "statement_timeout",
+        "lock_timeout",
+        "tcp_user_timeout",
+        "unready_after",
         // BatchConfig
         "max_rows",
         "max_bytes",
