@@ -23,7 +23,11 @@ pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
     };
     loop {
         let reachable = match shared.pool.timeout_get(&timeouts).await {
-            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Ok(client) => {
+                let answered =
+                    tokio::time::timeout(Duration::from_secs(3), client.simple_query("SELECT 1"));
+                matches!(answered.await, Ok(Ok(_)))
+            }
             // Every connection is busy writing: Postgres is answering.
             Err(PoolError::Timeout(TimeoutType::Wait)) => true,
             Err(_) => false,

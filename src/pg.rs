@@ -92,7 +92,9 @@ routes: [{ topic: t, table: t, columns: { c: /c } }]
         assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
         let options = pg.get_options().unwrap_or_default();
         assert!(options.starts_with("-c search_path=app "), "{options}");
-        assert!(options.contains("lock_timeout=2000") && options.contains("statement_timeout=60000"));
+        assert!(
+            options.contains("lock_timeout=2000") && options.contains("statement_timeout=60000")
+        );
         assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
         assert_eq!(pg.get_application_name(), Some("sluice"));
     }

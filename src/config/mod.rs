@@ -135,7 +135,9 @@ pub struct PostgresConfig {
     )]
     pub connect_timeout: Duration,
     /// Longest a statement of sluice's may run; a batch that exceeds it is
-    /// retried (SQLSTATE 57014), so nothing hangs forever. Default: `60s`.
+    /// retried (SQLSTATE 57014), so nothing hangs forever. An attempt that
+    /// gets no answer for three times this long is abandoned client-side
+    /// (a network black hole). Default: `60s`.
     #[serde(
         default = "default_statement_timeout",
         deserialize_with = "units::duration"

@@ -148,11 +148,15 @@ impl SinkContext {
         let owner = Uuid::new_v4();
         let mut backoff = Backoff::new(shared.retry.initial_backoff, shared.retry.max_backoff);
         loop {
-            let result: Result<Option<i64>, SinkError> = async {
+            let claim = async {
                 let client = shared.pool.get().await?;
                 Ok(shared.offsets.claim(&client, key, owner).await?)
-            }
-            .await;
+            };
+            let result: Result<Option<i64>, SinkError> =
+                match tokio::time::timeout(shared.attempt_deadline, claim).await {
+                    Ok(result) => result,
+                    Err(_) => Err(SinkError::Timeout(shared.attempt_deadline)),
+                };
             match result {
                 Ok(stored) => return Some((owner, stored)),
                 Err(e) if e.class() == ErrorClass::Retry => {

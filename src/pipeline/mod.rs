@@ -30,6 +30,10 @@ pub struct Shared {
     pub start_from: StartFrom,
     pub revoke_timeout: Duration,
     pub retry: RetryConfig,
+    /// How long one Postgres attempt may take before it is abandoned: three
+    /// statement timeouts (a batch runs a few statements, each bounded by the
+    /// server), so only a connection that stopped answering trips it.
+    pub attempt_deadline: Duration,
     /// Cancelled on shutdown or on the first fatal error; workers' stop
     /// tokens are its children.
     pub stop: CancellationToken,
@@ -76,6 +80,7 @@ impl Shared {
             start_from: config.kafka.start_from,
             revoke_timeout: config.kafka.revoke_timeout,
             retry: config.retry.clone(),
+            attempt_deadline: config.postgres.statement_timeout * 3,
             stop,
             failure: Mutex::new(None),
             halted: Mutex::new(BTreeMap::new()),

@@ -114,6 +114,7 @@ impl PartitionWorker {
                 owner: self.owner,
                 cancel: &self.stop,
                 retry: &shared.retry,
+                deadline: shared.attempt_deadline,
             };
             match committer.commit(self.next_offset, &batch).await {
                 Ok(Outcome::Committed { next_offset }) => {

@@ -56,6 +56,8 @@ pub struct Committer<'a> {
     pub owner: Uuid,
     pub cancel: &'a CancellationToken,
     pub retry: &'a RetryConfig,
+    /// An attempt that takes longer is abandoned and retried.
+    pub deadline: Duration,
 }
 
 impl Committer<'_> {
@@ -189,7 +191,11 @@ impl Committer<'_> {
 
     async fn attempt(&self, slice: &Slice<'_>) -> Result<Attempt, SinkError> {
         let mut client = self.pool.get().await?;
-        let result = self.writer.write(&mut client, self.offsets, slice).await;
+        let write = self.writer.write(&mut client, self.offsets, slice);
+        let result = match tokio::time::timeout(self.deadline, write).await {
+            Ok(result) => result,
+            Err(_) => Err(SinkError::Timeout(self.deadline)),
+        };
         if matches!(&result, Err(e) if e.sqlstate().is_none()) {
             // The connection may be broken mid-protocol: never reuse it.
             drop(Object::take(client));
@@ -199,8 +205,13 @@ impl Committer<'_> {
 
     /// Reads the offset row after the fence held a commit back.
     async fn verdict(&self, end: i64) -> Result<Outcome, SinkError> {
-        let client = self.pool.get().await?;
-        let row = self.offsets.read(&client, self.key).await?;
+        let read = async {
+            let client = self.pool.get().await?;
+            Ok::<_, SinkError>(self.offsets.read(&client, self.key).await?)
+        };
+        let row = tokio::time::timeout(self.deadline, read)
+            .await
+            .map_err(|_| SinkError::Timeout(self.deadline))??;
         Ok(match judge(self.owner, end, row) {
             FenceVerdict::AlreadyCommitted => {
                 self.metrics.ambiguous_commits.inc();

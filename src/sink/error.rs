@@ -58,6 +58,10 @@ pub enum SinkError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// No answer in time: a network black hole or a stuck server. The
+    /// connection is dropped and the work retried.
+    #[error("Postgres did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// tokio-postgres' Display omits the server's message for db errors.
@@ -81,7 +85,7 @@ impl SinkError {
         match self {
             SinkError::Postgres(e) => e.code().map(|c| c.code()),
             SinkError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code().map(|c| c.code()),
-            SinkError::Pool(_) => None,
+            SinkError::Pool(_) | SinkError::Timeout(_) => None,
         }
     }
 

@@ -59,6 +59,7 @@ async fn a_stale_worker_cannot_commit() {
         owner,
         cancel: &cancel,
         retry: &config.retry,
+        deadline: Duration::from_secs(30),
     };
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());

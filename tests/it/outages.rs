@@ -7,6 +7,7 @@ use std::time::Duration;
 use sluice::embedded::postgres::EmbeddedPostgres;
 
 use crate::harness::*;
+use crate::proxy::Proxy;
 
 /// Quick retries so a test does not wait out long backoffs.
 fn config(brokers: &str, url: &str, postgres_extra: &str) -> String {
@@ -172,4 +173,46 @@ async fn a_stopped_server_is_waited_for_and_writing_resumes() {
     .await;
     assert!(sink.metric("sluice_retries_total") >= 1.0);
     assert_done(&client, sink, 60_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_black_hole_is_detected_and_survived() {
+    let (url, client) = fresh_db("black_hole").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka("orders", 2);
+    let end = produce_all(&kafka, "orders", orders(30_000, 2, 200)).await;
+    let (proxy, proxied) = Proxy::in_front_of(&url).await;
+    // Attempts are abandoned after 3 x statement_timeout = 3 s.
+    let yaml = config(
+        kafka.bootstrap_servers(),
+        &proxied,
+        "  statement_timeout: 1s\n  connect_timeout: 2s",
+    )
+    .replace("max_rows: 500", "max_rows: 200");
+    let sink = Sink::start(&yaml);
+    eventually(Duration::from_secs(60), "progress", || async {
+        (count(&client, "SELECT count(*) FROM orders").await >= 3_000).then_some(())
+    })
+    .await;
+
+    let before = sink.metric("sluice_retries_total");
+    proxy.set_stalled(true);
+    let stalled = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the black hole to be noticed",
+        || async { (sink.metric("sluice_retries_total") > before).then_some(()) },
+    )
+    .await;
+    let noticed = stalled.elapsed();
+    assert!(
+        noticed <= Duration::from_secs(8),
+        "noticed after {noticed:?}, bound is 3 s + a batch"
+    );
+    // The black hole lasts 30 s in all.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stalled.elapsed())).await;
+    proxy.set_stalled(false);
+
+    wait_drained(&client, "orders", &end, Duration::from_secs(120)).await;
+    assert_done(&client, sink, 30_000).await;
 }
