@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -150,6 +153,18 @@ impl PartitionWorker {
 
     /// The next record of this partition, or why there is none.
     async fn next(&self, deadline: Option<Instant>) -> Next {
+        // Fast path, no timers: during a backlog the queue already holds the
+        // next record. (A pending recv is dropped at once, which is safe.)
+        while !self.stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
+            match self.queue.recv().now_or_never() {
+                Some(msg) => {
+                    if let Some(record) = self.accept(msg) {
+                        return Next::Record(record);
+                    }
+                }
+                None => break,
+            }
+        }
         let linger = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -162,24 +177,34 @@ impl PartitionWorker {
                 biased;
                 () = self.stop.cancelled() => return Next::Stop,
                 () = &mut linger => return Next::Linger,
-                msg = self.queue.recv() => match msg {
-                    Ok(msg) => {
-                        let record = Record::from_message(&msg);
-                        // Records below the stored offset are already in
-                        // Postgres (a re-delivery): never write them twice.
-                        if self.next_offset.is_some_and(|n| record.offset < n) {
-                            continue;
-                        }
+                msg = self.queue.recv() => {
+                    if let Some(record) = self.accept(msg) {
                         return Next::Record(record);
                     }
-                    Err(e) => {
-                        // librdkafka recovers from these by itself (broker
-                        // down, leader moved); count them, keep consuming.
-                        self.shared.metrics.kafka_errors.inc();
-                        warn!(partition = %self.key, error = %e, "kafka consumer error");
-                    }
-                },
+                }
                 () = tokio::time::sleep(HEAL_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// A received message as a record to batch, or `None` when there is
+    /// nothing to write.
+    fn accept(&self, msg: KafkaResult<BorrowedMessage<'_>>) -> Option<Record> {
+        match msg {
+            Ok(msg) => {
+                // Records below the stored offset are already in Postgres (a
+                // re-delivery): never write them twice. Checked before copying.
+                if self.next_offset.is_some_and(|n| msg.offset() < n) {
+                    return None;
+                }
+                Some(Record::from_message(&msg))
+            }
+            Err(e) => {
+                // librdkafka recovers from these by itself (broker down,
+                // leader moved); count them, keep consuming.
+                self.shared.metrics.kafka_errors.inc();
+                warn!(partition = %self.key, error = %e, "kafka consumer error");
+                None
             }
         }
     }

@@ -11,6 +11,7 @@ use sluice::app::{self, AppError};
 use sluice::config::{Config, LogConfig, LogFormat};
 use sluice::embedded::kafka::{produce, MockKafka};
 use sluice::embedded::postgres::shared;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -276,4 +277,26 @@ pub async fn assert_orders_exact(client: &Client, expected: i64) {
     )
     .await;
     assert_eq!(firsts, 0, "every key starts at seq 0");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain HTTP/1.1: (status, body); `None` while nothing listens.
+pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
 }

@@ -128,16 +128,7 @@ async fn a_stopped_server_is_waited_for_and_writing_resumes() {
         .replace("max_rows: 500", "max_rows: 200")
         + &format!("http:\n  listen: \"127.0.0.1:{port}\"\n");
     let sink = Sink::start(&yaml);
-    let readyz = || async move {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n").await.ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).await.ok()?;
-        r.split(' ').nth(1)?.parse::<u16>().ok()
-    };
+    let readyz = || async move { get(port, "/readyz").await.map(|(status, _)| status) };
     eventually(Duration::from_secs(60), "ready and writing", || async {
         let rows = count(&client, "SELECT count(*) FROM orders").await;
         (readyz().await == Some(200) && rows >= 3_000).then_some(())
