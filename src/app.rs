@@ -106,6 +106,13 @@ pub async fn run(
         )),
         tokio::spawn(health::track_lag(Arc::clone(&shared), watchers.clone())),
     ];
+    let brake = shared.throttle.as_ref().map(|throttle| {
+        tokio::spawn(crate::throttle::adaptive::run(
+            Arc::clone(throttle),
+            shared.pool.clone(),
+            shared.stop.clone(),
+        ))
+    });
 
     let polled = serve(&consumer, &shared).await;
 
@@ -114,7 +121,7 @@ pub async fn run(
         warn!(grace = ?SHUTDOWN_GRACE, "workers still writing after the grace period");
     }
     watchers.cancel();
-    for task in tasks {
+    for task in tasks.into_iter().chain(brake) {
         let _ = task.await;
     }
     // Closing leaves the group (partitions move at once) and commits the

@@ -7,6 +7,7 @@
 //!            queue off, start one pipeline::worker per partition
 //!    revoke: stop those workers and wait for them (bounded)
 //! partition queue ──► worker: collect a batch (rows | bytes | linger)
+//!                 ──► throttle: wait for the budget (partition paused)
 //!                 ──► sink::commit: one transaction = fence(offsets) + rows
 //!                     (COPY or INSERT, sink::writer) + dead letters; retry,
 //!                     bisect or stop by SQLSTATE class (sink::error)
@@ -25,6 +26,8 @@
 //! - [`migrate`]: sluice's own schema (`migrations/*.sql`).
 //! - [`pg`]: the Postgres connection pool.
 //! - [`metrics`]: Prometheus metrics on a registry passed in.
+//! - [`throttle`]: the replica's rows/bytes-per-second budget and its
+//!   adaptive brake (AIMD on commit latency and replication lag).
 //! - [`backoff`]: retry delays.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`. [`health`]: the Postgres
 //!   probe and the lag watcher behind them.
@@ -50,3 +53,4 @@ pub mod pg;
 pub mod pipeline;
 pub mod record;
 pub mod sink;
+pub mod throttle;

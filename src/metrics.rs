@@ -182,7 +182,7 @@ impl Metrics {
                 "Errors reported by the Kafka client while consuming.",
             )?,
         };
-        // No throttle yet: the limit is infinite.
+        // Until a throttle says otherwise, the limit is infinite.
         metrics.throttle_rate.set(f64::INFINITY);
         Ok(metrics)
     }

@@ -49,6 +49,59 @@ pub struct Config {
     /// serialization failure, read-only server, ...) are retried. Optional.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Caps this replica's write rate so that draining a backlog cannot
+    /// overwhelm the primary. Optional; without it sluice writes as fast as
+    /// Postgres accepts.
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
+}
+
+/// The `throttle` section. Limits are per replica and shared by all its
+/// partitions; a batch waits for its budget before its transaction starts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Most rows per second this replica writes, over all its partitions
+    /// (at least 1). Default: absent (no row limit).
+    #[serde(default)]
+    pub max_rows_per_second: Option<u32>,
+    /// Most bytes of message data per second this replica writes ("20MiB";
+    /// at least 1KiB). Default: absent (no byte limit).
+    #[serde(default)]
+    pub max_bytes_per_second: Option<ByteSize>,
+    /// A brake that lowers the row rate while Postgres is struggling and
+    /// raises it back up to `max_rows_per_second` (which it requires) when
+    /// it recovers. Default: absent (the limits are static).
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveConfig>,
+}
+
+/// The `throttle.adaptive` section: AIMD on the observed commit latency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// When the 90th percentile of batch commit latencies in a window is
+    /// above this, the row rate is halved; while it stays at or under it,
+    /// the rate grows by a twentieth of `max_rows_per_second` per window.
+    /// Required.
+    #[serde(deserialize_with = "units::duration")]
+    pub target_commit_latency: Duration,
+    /// The rate is never cut below this (at least 1, at most
+    /// `max_rows_per_second`). Default: `100`.
+    #[serde(default = "default_min_rows_per_second")]
+    pub min_rows_per_second: u32,
+    /// How often latencies are evaluated and the rate adjusted (100ms to
+    /// 1m). Default: `1s`.
+    #[serde(
+        default = "default_adaptive_window",
+        deserialize_with = "units::duration"
+    )]
+    pub window: Duration,
+    /// Brake the same way while a standby's replay lags the primary's WAL
+    /// by more than this ("256MiB"), read from `pg_stat_replication` (the
+    /// role needs `pg_monitor` to see the positions). Default: absent.
+    #[serde(default)]
+    pub max_replication_lag: Option<ByteSize>,
 }
 
 /// The `retry` section. Retryable errors are retried with exponential

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::names::{is_plain_identifier, TableName, MAX_IDENT_BYTES};
-use super::{ByteSize, ColumnSource, Config, Format, KafkaConfig, Mode, Problem, RouteConfig};
+use super::{
+    ByteSize, ColumnSource, Config, Format, KafkaConfig, Mode, Problem, RouteConfig, ThrottleConfig,
+};
 
 /// Longest Kafka topic name.
 const MAX_TOPIC_LEN: usize = 249;
@@ -38,6 +40,7 @@ const OWNED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
 pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     let mut problems = Problems(Vec::new());
     check_kafka(&config.kafka, &mut problems);
+    check_throttle(&config.throttle, &mut problems);
 
     let retry = &config.retry;
     if retry.initial_backoff.is_zero() || retry.initial_backoff > retry.max_backoff {
@@ -323,5 +326,64 @@ fn check_write_semantics(route: &RouteConfig, at: &str, problems: &mut Problems)
                 );
             }
         }
+    }
+}
+
+fn check_throttle(throttle: &ThrottleConfig, problems: &mut Problems) {
+    if throttle.max_rows_per_second == Some(0) {
+        problems.add(
+            "throttle.max_rows_per_second",
+            "is 0, which would write nothing; set a rate of at least 1 or remove it",
+        );
+    }
+    if throttle
+        .max_bytes_per_second
+        .is_some_and(|b| b < ByteSize::KIB)
+    {
+        problems.add(
+            "throttle.max_bytes_per_second",
+            "is under 1KiB; set a rate like \"20MiB\" or remove it",
+        );
+    }
+    let Some(adaptive) = &throttle.adaptive else {
+        return;
+    };
+    match throttle.max_rows_per_second {
+        None => problems.add(
+            "throttle.adaptive",
+            "needs throttle.max_rows_per_second: the brake raises the rate back up to it",
+        ),
+        Some(max) if adaptive.min_rows_per_second > max => problems.add(
+            "throttle.adaptive.min_rows_per_second",
+            format!(
+                "is {} but throttle.max_rows_per_second is {max}; set it at most {max}",
+                adaptive.min_rows_per_second
+            ),
+        ),
+        Some(_) => {}
+    }
+    if adaptive.min_rows_per_second == 0 {
+        problems.add(
+            "throttle.adaptive.min_rows_per_second",
+            "is 0, which could stop writing for good; set at least 1",
+        );
+    }
+    if adaptive.target_commit_latency.is_zero() {
+        problems.add(
+            "throttle.adaptive.target_commit_latency",
+            "is zero; set the commit latency to aim for, like \"250ms\"",
+        );
+    }
+    if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&adaptive.window) {
+        problems.add(
+            "throttle.adaptive.window",
+            "must be from 100ms to 1m, like \"1s\"",
+        );
+    }
+    if adaptive.max_replication_lag.is_some_and(|b| b.bytes() == 0) {
+        problems.add(
+            "throttle.adaptive.max_replication_lag",
+            "is 0; set a lag in bytes like \"256MiB\" or remove it",
+        );
     }
 }

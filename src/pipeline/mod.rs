@@ -16,6 +16,7 @@ use crate::config::{BatchConfig, Config, RetryConfig, StartFrom};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::sink::writer::TableWriter;
+use crate::throttle::Throttle;
 use worker::{Exit, PartitionWorker};
 
 /// Read-mostly state every worker uses.
@@ -30,6 +31,8 @@ pub struct Shared {
     pub start_from: StartFrom,
     pub revoke_timeout: Duration,
     pub retry: RetryConfig,
+    /// The write budget, if `throttle` sets one.
+    pub throttle: Option<Arc<Throttle>>,
     /// How long one Postgres attempt may take before it is abandoned: three
     /// statement timeouts (a batch runs a few statements, each bounded by the
     /// server), so only a connection that stopped answering trips it.
@@ -70,6 +73,8 @@ impl Shared {
         metrics: Metrics,
         stop: CancellationToken,
     ) -> Shared {
+        let throttle =
+            Throttle::from_config(&config.throttle, metrics.throttle_rate.clone()).map(Arc::new);
         Shared {
             pool,
             offsets: OffsetStore::new(&config.postgres.state_schema),
@@ -80,6 +85,7 @@ impl Shared {
             start_from: config.kafka.start_from,
             revoke_timeout: config.kafka.revoke_timeout,
             retry: config.retry.clone(),
+            throttle,
             attempt_deadline: config.postgres.statement_timeout * 3,
             stop,
             failure: Mutex::new(None),

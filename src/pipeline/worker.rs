@@ -23,16 +23,26 @@ use crate::record::Record;
 use crate::sink::commit::{Committer, Outcome};
 use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::writer::TableWriter;
+use crate::throttle::Throttle;
 
 /// A parked stream can miss librdkafka's "queue non-empty" wakeup
 /// (rust-rdkafka #665); re-polling this often heals such a stall.
 const HEAL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A throttle wait longer than this pauses the partition. Shorter waits do
+/// not: the per-partition fetch queue limit already bounds their memory, and
+/// pausing costs a refetch (librdkafka drops what it prefetched for the
+/// partition), which at high rates would cost more than the wait itself.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Where a worker is in its cycle (named in logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Waiting for records and filling a batch.
     Collecting,
+    /// Waiting for the throttle's budget, before the transaction starts;
+    /// the partition is paused meanwhile so nothing more is fetched.
+    Throttled,
     /// Writing the batch in one transaction (not interrupted by a stop).
     Writing,
     /// `on_error: stop` met a bad record: holding the partition, writing
@@ -106,6 +116,11 @@ impl PartitionWorker {
                     Next::Stop => return Exit::Stopped,
                 }
             }
+            if let Some(throttle) = &shared.throttle {
+                if !self.throttled(throttle, batch.len(), bytes).await {
+                    return Exit::Stopped;
+                }
+            }
             state = State::Writing;
             debug!(partition = %self.key, ?state, records = batch.len());
             let committer = Committer {
@@ -118,6 +133,7 @@ impl PartitionWorker {
                 cancel: &self.stop,
                 retry: &shared.retry,
                 deadline: shared.attempt_deadline,
+                throttle: shared.throttle.as_deref(),
             };
             match committer.commit(self.next_offset, &batch).await {
                 Ok(Outcome::Committed { next_offset }) => {
@@ -184,6 +200,60 @@ impl PartitionWorker {
                 }
                 () = tokio::time::sleep(HEAL_INTERVAL) => {}
             }
+        }
+    }
+
+    /// Takes the batch's budget from the throttle; `false` if stopped while
+    /// waiting (the batch is then left for the partition's next owner).
+    async fn throttled(&self, throttle: &Throttle, rows: usize, bytes: usize) -> bool {
+        let admit = throttle.admit(rows, bytes);
+        tokio::pin!(admit);
+        if (&mut admit).now_or_never().is_some() {
+            return true;
+        }
+        debug!(partition = %self.key, state = ?State::Throttled, rows, bytes);
+        let began = Instant::now();
+        let admitted = tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Some(false),
+            () = &mut admit => Some(true),
+            () = tokio::time::sleep(PAUSE_AFTER) => None,
+        };
+        let admitted = match admitted {
+            Some(admitted) => admitted,
+            None => {
+                // A long wait: paused, the partition fetches nothing more.
+                // librdkafka resumes after the last record handed to us, so
+                // the batch in hand is neither lost nor fetched twice.
+                self.set_paused(true);
+                let admitted = tokio::select! {
+                    biased;
+                    () = self.stop.cancelled() => false,
+                    () = &mut admit => true,
+                };
+                self.set_paused(false);
+                admitted
+            }
+        };
+        self.shared
+            .metrics
+            .throttle_wait_seconds
+            .inc_by(began.elapsed().as_secs_f64());
+        admitted
+    }
+
+    fn set_paused(&self, paused: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.key.topic, self.key.partition);
+        let done = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        // Fails only if the partition was revoked meanwhile, and then this
+        // worker is being stopped anyway.
+        if let Err(e) = done {
+            debug!(partition = %self.key, paused, error = %e, "pause/resume not applied");
         }
     }
 

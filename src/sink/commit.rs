@@ -23,6 +23,7 @@ use crate::config::{OnError, RetryConfig};
 use crate::metrics::Metrics;
 use crate::offsets::{judge, FenceVerdict, OffsetStore, PartitionKey};
 use crate::record::Record;
+use crate::throttle::Throttle;
 
 /// How a batch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct Committer<'a> {
     pub retry: &'a RetryConfig,
     /// An attempt that takes longer is abandoned and retried.
     pub deadline: Duration,
+    /// Told each commit's latency (the adaptive brake's input).
+    pub throttle: Option<&'a Throttle>,
 }
 
 impl Committer<'_> {
@@ -232,6 +235,9 @@ impl Committer<'_> {
         let m = self.metrics;
         let table = self.writer.table.to_string();
         m.batch_commit_seconds.observe(took.as_secs_f64());
+        if let Some(throttle) = self.throttle {
+            throttle.observe_commit(took);
+        }
         m.batch_rows.observe(records as f64);
         m.batch_bytes.observe(stats.bytes as f64);
         m.rows_written

@@ -60,6 +60,7 @@ async fn a_stale_worker_cannot_commit() {
         cancel: &cancel,
         retry: &config.retry,
         deadline: Duration::from_secs(30),
+        throttle: None,
     };
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());

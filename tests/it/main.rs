@@ -12,5 +12,6 @@ mod methods;
 mod observability;
 mod outages;
 mod poison;
+mod throttle;
 mod upsert;
 mod write_errors;

@@ -71,6 +71,15 @@ fn docs_mention_every_field() {
         "retry",
         "initial_backoff",
         "max_backoff",
+        // ThrottleConfig
+        "throttle",
+        "max_rows_per_second",
+        "max_bytes_per_second",
+        "adaptive",
+        "target_commit_latency",
+        "min_rows_per_second",
+        "window",
+        "max_replication_lag",
         // HttpConfig
         "listen",
         // LogConfig

@@ -103,6 +103,58 @@ fn validation_of_batch_and_log() {
 }
 
 #[test]
+fn validation_of_throttle() {
+    let adaptive = |min| AdaptiveConfig {
+        target_commit_latency: Duration::ZERO,
+        min_rows_per_second: min,
+        window: Duration::from_millis(50),
+        max_replication_lag: Some(ByteSize(0)),
+    };
+    let p = problems_after(|c| {
+        c.throttle.max_rows_per_second = Some(0);
+        c.throttle.max_bytes_per_second = Some(ByteSize(1000));
+        c.throttle.adaptive = Some(adaptive(0));
+    });
+    assert_one(&p, "throttle.max_rows_per_second", "is 0");
+    assert_one(&p, "throttle.max_bytes_per_second", "under 1KiB");
+    assert_one(
+        &p,
+        "throttle.adaptive.min_rows_per_second",
+        "set at least 1",
+    );
+    assert_one(&p, "throttle.adaptive.target_commit_latency", "is zero");
+    assert_one(&p, "throttle.adaptive.window", "from 100ms to 1m");
+    assert_one(&p, "throttle.adaptive.max_replication_lag", "is 0");
+    assert_eq!(p.len(), 6, "{p:#?}");
+    let p = problems_after(|c| c.throttle.adaptive = Some(adaptive(10)));
+    assert_one(
+        &p,
+        "throttle.adaptive",
+        "needs throttle.max_rows_per_second",
+    );
+    let p = problems_after(|c| {
+        c.throttle.max_rows_per_second = Some(5);
+        c.throttle.adaptive = Some(adaptive(10));
+    });
+    assert_one(
+        &p,
+        "throttle.adaptive.min_rows_per_second",
+        "is 10 but throttle.max_rows_per_second is 5",
+    );
+    let ok = problems_after(|c| {
+        c.throttle.max_rows_per_second = Some(1);
+        c.throttle.max_bytes_per_second = Some(ByteSize::KIB);
+        c.throttle.adaptive = Some(AdaptiveConfig {
+            target_commit_latency: Duration::from_millis(1),
+            min_rows_per_second: 1,
+            window: Duration::from_millis(100),
+            max_replication_lag: None,
+        });
+    });
+    assert!(ok.is_empty(), "{ok:?}");
+}
+
+#[test]
 fn validation_of_routes() {
     let p = problems_after(|c| c.routes.clear());
     assert_one(&p, "routes", "at least one route");
