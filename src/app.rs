@@ -24,8 +24,9 @@ use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::writer::TableWriter;
 use crate::sink::{plan_writers, PlanError};
 
-/// How long shutdown waits for in-flight batches to commit.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// The part of `shutdown_grace` kept for closing the consumer (leaving the
+/// group) after the workers: a fifth, at most this.
+const CLOSE_RESERVE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -116,9 +117,11 @@ pub async fn run(
 
     let polled = serve(&consumer, &shared).await;
 
+    let grace = config.shutdown_grace;
+    let for_workers = grace - (grace / 5).min(CLOSE_RESERVE);
     let handles = workers.stop_all();
-    if !Workers::wait(handles, SHUTDOWN_GRACE).await {
-        warn!(grace = ?SHUTDOWN_GRACE, "workers still writing after the grace period");
+    if !Workers::wait(handles, for_workers).await {
+        warn!(?grace, "workers still writing at the end of shutdown_grace; their batches are left for the next owner");
     }
     watchers.cancel();
     for task in tasks.into_iter().chain(brake) {

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub throttle_rate: Gauge,
     pub partition_rows: IntCounterVec,
     pub kafka_errors: IntCounter,
+    pub abandoned_records: IntCounter,
 }
 
 impl Metrics {
@@ -180,6 +181,10 @@ impl Metrics {
             kafka_errors: counter(
                 "sluice_kafka_errors_total",
                 "Errors reported by the Kafka client while consuming.",
+            )?,
+            abandoned_records: counter(
+                "sluice_abandoned_records_total",
+                "Records fetched but not committed when their worker stopped (revoke, shutdown); the next owner reads them again.",
             )?,
         };
         // Until a throttle says otherwise, the limit is infinite.

@@ -66,6 +66,9 @@ pub(super) const fn default_tcp_user_timeout() -> Duration {
 pub(super) const fn default_unready_after() -> Duration {
     Duration::from_secs(30)
 }
+pub(super) const fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(25)
+}
 pub(super) const fn default_min_rows_per_second() -> u32 {
     100
 }

@@ -54,6 +54,15 @@ pub struct Config {
     /// Postgres accepts.
     #[serde(default)]
     pub throttle: ThrottleConfig,
+    /// How long SIGTERM may take: batches being written get this long minus
+    /// a reserve (a fifth, at most 3s) to commit, then the consumer closes
+    /// and leaves the group. Keep it under the pod's
+    /// `terminationGracePeriodSeconds` (1s to 10m). Default: `25s`.
+    #[serde(
+        default = "default_shutdown_grace",
+        deserialize_with = "units::duration"
+    )]
+    pub shutdown_grace: Duration,
 }
 
 /// The `throttle` section. Limits are per replica and shared by all its

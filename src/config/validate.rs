@@ -41,6 +41,12 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     let mut problems = Problems(Vec::new());
     check_kafka(&config.kafka, &mut problems);
     check_throttle(&config.throttle, &mut problems);
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&config.shutdown_grace) {
+        problems.add(
+            "shutdown_grace",
+            "must be from 1s to 10m, like \"25s\" (under the pod's termination grace period)",
+        );
+    }
 
     let retry = &config.retry;
     if retry.initial_backoff.is_zero() || retry.initial_backoff > retry.max_backoff {

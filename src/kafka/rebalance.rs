@@ -228,10 +228,22 @@ impl ConsumerContext for SinkContext {
         let result: KafkaResult<()> = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.on_assign(tpl);
-                if cooperative {
+                let assigned = if cooperative {
                     base.incremental_assign(tpl)
                 } else {
                     base.assign(tpl)
+                };
+                // A worker whose partition was revoked while paused may
+                // not have resumed it in time; a new owner starts unpaused.
+                let mut stuck = TopicPartitionList::new();
+                for e in tpl.elements() {
+                    if self.shared.take_paused(e.topic(), e.partition()) {
+                        stuck.add_partition(e.topic(), e.partition());
+                    }
+                }
+                match stuck.count() {
+                    0 => assigned,
+                    _ => assigned.and_then(|()| base.resume(&stuck)),
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {

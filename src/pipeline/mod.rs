@@ -2,7 +2,7 @@
 
 pub mod worker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -50,6 +50,8 @@ pub struct Shared {
     unready_after: Duration,
     /// Where each running worker stands, for the lag metrics.
     positions: Mutex<HashMap<PartitionKey, Position>>,
+    /// Partitions a worker paused and has not resumed yet.
+    paused: Mutex<HashSet<(String, i32)>>,
     /// (low, high) watermarks per (topic, partition), from the statistics.
     watermarks: Mutex<HashMap<(String, i32), (i64, i64)>>,
 }
@@ -95,6 +97,7 @@ impl Shared {
             unready_after: config.postgres.unready_after,
             positions: Mutex::new(HashMap::new()),
             watermarks: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashSet::new()),
         }
     }
 
@@ -113,6 +116,24 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         watermarks.get(&(key.topic.clone(), key.partition)).copied()
+    }
+
+    /// Notes that a worker paused (or resumed) its partition.
+    pub fn set_paused(&self, topic: &str, partition: i32, paused: bool) {
+        let mut set = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        if paused {
+            set.insert((topic.to_owned(), partition));
+        } else {
+            set.remove(&(topic.to_owned(), partition));
+        }
+    }
+
+    /// Whether a partition was left paused; forgets it.
+    pub fn take_paused(&self, topic: &str, partition: i32) -> bool {
+        self.paused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(topic.to_owned(), partition))
     }
 
     pub fn set_joined(&self) {

@@ -2,6 +2,7 @@
 //! queue, commit it, repeat. No two batches of a partition are ever in
 //! flight: the next batch is collected only after the previous one ended.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,10 +30,11 @@ use crate::throttle::Throttle;
 /// (rust-rdkafka #665); re-polling this often heals such a stall.
 const HEAL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A throttle wait longer than this pauses the partition. Shorter waits do
-/// not: the per-partition fetch queue limit already bounds their memory, and
-/// pausing costs a refetch (librdkafka drops what it prefetched for the
-/// partition), which at high rates would cost more than the wait itself.
+/// A throttle wait or a commit longer than this pauses the partition.
+/// Shorter ones do not: the per-partition fetch queue limit already bounds
+/// their memory, and pausing costs a refetch (librdkafka drops what it
+/// prefetched for the partition), which at high rates would cost more than
+/// the wait itself.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Where a worker is in its cycle (named in logs).
@@ -113,12 +115,12 @@ impl PartitionWorker {
                         deadline.get_or_insert_with(|| Instant::now() + limits.linger);
                     }
                     Next::Linger => break,
-                    Next::Stop => return Exit::Stopped,
+                    Next::Stop => return self.abandon(&batch),
                 }
             }
             if let Some(throttle) = &shared.throttle {
                 if !self.throttled(throttle, batch.len(), bytes).await {
-                    return Exit::Stopped;
+                    return self.abandon(&batch);
                 }
             }
             state = State::Writing;
@@ -135,7 +137,10 @@ impl PartitionWorker {
                 deadline: shared.attempt_deadline,
                 throttle: shared.throttle.as_deref(),
             };
-            match committer.commit(self.next_offset, &batch).await {
+            match self
+                .pausing(committer.commit(self.next_offset, &batch))
+                .await
+            {
                 Ok(Outcome::Committed { next_offset }) => {
                     self.committed(next_offset);
                     let last_ts = batch.last().and_then(|r| r.timestamp_ms);
@@ -150,7 +155,7 @@ impl PartitionWorker {
                         return Exit::Failed(e);
                     }
                 }
-                Ok(Outcome::Cancelled) => return Exit::Stopped,
+                Ok(Outcome::Cancelled) => return self.abandon(&batch),
                 Ok(Outcome::Halted {
                     next_offset,
                     offset,
@@ -165,6 +170,19 @@ impl PartitionWorker {
                 Err(e) => return Exit::Failed(e.into()),
             }
         }
+    }
+
+    /// Stopped holding uncommitted records: they stay in Kafka for the
+    /// partition's next owner, which reads from the stored offset.
+    fn abandon(&self, batch: &[Record]) -> Exit {
+        if !batch.is_empty() {
+            debug!(partition = %self.key, records = batch.len(), "stopped; uncommitted records left for the next owner");
+            self.shared
+                .metrics
+                .abandoned_records
+                .inc_by(batch.len() as u64);
+        }
+        Exit::Stopped
     }
 
     /// The next record of this partition, or why there is none.
@@ -213,33 +231,39 @@ impl PartitionWorker {
         }
         debug!(partition = %self.key, state = ?State::Throttled, rows, bytes);
         let began = Instant::now();
-        let admitted = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => Some(false),
-            () = &mut admit => Some(true),
-            () = tokio::time::sleep(PAUSE_AFTER) => None,
-        };
-        let admitted = match admitted {
-            Some(admitted) => admitted,
-            None => {
-                // A long wait: paused, the partition fetches nothing more.
-                // librdkafka resumes after the last record handed to us, so
-                // the batch in hand is neither lost nor fetched twice.
-                self.set_paused(true);
-                let admitted = tokio::select! {
+        let admitted = self
+            .pausing(async {
+                tokio::select! {
                     biased;
                     () = self.stop.cancelled() => false,
                     () = &mut admit => true,
-                };
-                self.set_paused(false);
-                admitted
-            }
-        };
+                }
+            })
+            .await;
         self.shared
             .metrics
             .throttle_wait_seconds
             .inc_by(began.elapsed().as_secs_f64());
         admitted
+    }
+
+    /// Runs `work`; should it last longer than [`PAUSE_AFTER`] (a long
+    /// throttle wait, a commit retrying through an outage), the partition is
+    /// paused until it ends, so a worker that is behind fetches nothing
+    /// more. librdkafka resumes after the last record handed to us, so the
+    /// batch in hand is neither lost nor fetched twice.
+    async fn pausing<F: Future>(&self, work: F) -> F::Output {
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = tokio::time::sleep(PAUSE_AFTER) => {}
+        }
+        debug!(partition = %self.key, "worker is behind; partition paused");
+        self.set_paused(true);
+        let out = work.await;
+        self.set_paused(false);
+        out
     }
 
     fn set_paused(&self, paused: bool) {
@@ -250,10 +274,15 @@ impl PartitionWorker {
         } else {
             self.consumer.resume(&tpl)
         };
-        // Fails only if the partition was revoked meanwhile, and then this
-        // worker is being stopped anyway.
-        if let Err(e) = done {
-            debug!(partition = %self.key, paused, error = %e, "pause/resume not applied");
+        match done {
+            Ok(()) => {
+                let key = &self.key;
+                self.shared.set_paused(&key.topic, key.partition, paused);
+            }
+            // Fails only if the partition was revoked meanwhile; then this
+            // worker is being stopped, and a paused partition stays noted
+            // for its next assignment to resume.
+            Err(e) => debug!(partition = %self.key, paused, error = %e, "pause/resume not applied"),
         }
     }
 

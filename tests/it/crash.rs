@@ -2,23 +2,12 @@
 //! SIGKILL at five points mid-drain, restarted each time; the result is
 //! exact and the stored offsets equal the high watermarks.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::replica::Replica;
 
 const TOTAL: i64 = 200_000;
-
-fn spawn_sink(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sluice")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_five_times_loses_and_duplicates_nothing() {
@@ -27,8 +16,6 @@ async fn killed_five_times_loses_and_duplicates_nothing() {
     let kafka = kafka("orders", 8);
     let end = produce_all(&kafka, "orders", orders(TOTAL as usize, 8, 1_000)).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.yaml");
     // Small batches keep the drain long enough to be interrupted often.
     let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "crash", "")
         .replace("max_rows: 2000", "max_rows: 300")
@@ -36,12 +23,11 @@ async fn killed_five_times_loses_and_duplicates_nothing() {
             "session.timeout.ms: \"6000\"",
             "session.timeout.ms: \"3000\"",
         );
-    std::fs::write(&path, format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:0\"\n")).unwrap();
 
     let mut kills = 0;
     let mut last = 0;
     while kills < 5 {
-        let mut child = spawn_sink(&path);
+        let replica = Replica::spawn(&yaml);
         // Kill at a point that differs each round: after a varying number of
         // new rows, so some kills land mid-batch and some between batches.
         let step = 4_000 + (kills as i64 * 3_701) % 9_000;
@@ -55,16 +41,14 @@ async fn killed_five_times_loses_and_duplicates_nothing() {
             },
         )
         .await;
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        replica.kill();
         kills += 1;
         last = reached;
         eprintln!("kill {kills} after {reached} rows");
     }
-    let mut child = spawn_sink(&path);
+    let replica = Replica::spawn(&yaml);
     wait_drained(&client, "orders", &end, Duration::from_secs(180)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    replica.kill();
 
     assert_eq!(kills, 5);
     assert_orders_exact(&client, TOTAL).await;

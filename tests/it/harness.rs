@@ -300,3 +300,22 @@ pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = response.split_once("\r\n\r\n")?.1.to_string();
     Some((status, body))
 }
+
+/// Samples of `name` by their `partition` label (or "" when it has none).
+pub fn samples(text: &str, name: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let partition = series
+                .split_once("partition=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map_or(String::new(), |(p, _)| p.to_string());
+            Some((partition, value.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn total(text: &str, name: &str) -> f64 {
+    samples(text, name).values().sum()
+}

@@ -1,8 +1,11 @@
-//! Integration tests: a real Postgres (started by the harness) and
-//! librdkafka's mock cluster. One binary, so one server for all of them.
+//! Integration tests: a real Postgres (started by the harness), librdkafka's
+//! mock cluster, and the tansu broker where a real broker process is needed.
+//! One binary, so one Postgres server for all of them.
 
 mod harness;
 mod proxy;
+mod replica;
+mod tansu;
 
 mod check;
 mod crash;
@@ -12,6 +15,8 @@ mod methods;
 mod observability;
 mod outages;
 mod poison;
+mod rebalance;
+mod scaling;
 mod throttle;
 mod upsert;
 mod write_errors;

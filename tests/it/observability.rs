@@ -9,25 +9,6 @@ use std::time::Duration;
 use crate::harness::*;
 use crate::proxy::Proxy;
 
-/// Samples of `name` by their `partition` label (or "" when it has none).
-fn samples(text: &str, name: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let partition = series
-                .split_once("partition=\"")
-                .and_then(|(_, rest)| rest.split_once('"'))
-                .map_or(String::new(), |(p, _)| p.to_string());
-            Some((partition, value.parse().ok()?))
-        })
-        .collect()
-}
-
-fn total(text: &str, name: &str) -> f64 {
-    samples(text, name).values().sum()
-}
-
 fn with_http(yaml: &str, port: u16) -> String {
     format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:{port}\"\n")
 }

@@ -71,6 +71,7 @@ fn docs_mention_every_field() {
         "retry",
         "initial_backoff",
         "max_backoff",
+        "shutdown_grace",
         // ThrottleConfig
         "throttle",
         "max_rows_per_second",

@@ -1,0 +1,199 @@
+//! A real Kafka-protocol broker process for the tests that need one: tansu
+//! 0.6.0 with in-memory storage, built by `./dev tansu` when absent.
+//!
+//! Two tansu 0.6.0 defects shape this harness: its high watermarks are wrong
+//! (never rely on them; use the producer's delivery reports), and a fetch
+//! that starts inside a record batch returns nothing, so every record is
+//! produced as its own batch.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+use crate::harness::{free_port, Produced};
+
+/// The tansu binary, built on first use (shared by every test).
+fn binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/dev");
+        let out = Command::new("bash")
+            .args([dev, "tansu"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run ./dev tansu");
+        assert!(out.status.success(), "./dev tansu failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// A record to produce: partition, key, value.
+type Keyed = (i32, Vec<u8>, Vec<u8>);
+
+/// A tansu broker on a free port; killed when dropped.
+pub struct Tansu {
+    pub bootstrap: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let binary = tokio::task::block_in_place(binary);
+        // tansu reads a `.env` from its working directory: an empty one.
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tansu {
+            bootstrap: format!("127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .expect("create topic");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+
+    /// A producer that sends every record as its own batch, in order.
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            // Idempotent: a retry after a slow answer cannot duplicate or
+            // reorder; a busy tansu can be slow, so wait long.
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "600000")
+            .create()
+            .expect("producer")
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Produces `(partition, key, value)` records and returns the next offset
+/// per partition from the delivery reports (tansu's watermarks are wrong).
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    records: impl IntoIterator<Item = Keyed>,
+) -> HashMap<i32, i64> {
+    let mut end = HashMap::new();
+    let mut pending = std::collections::VecDeque::new();
+    let settle = |end: &mut HashMap<i32, i64>, delivered: (i32, i64)| {
+        let e = end.entry(delivered.0).or_insert(0);
+        *e = (*e).max(delivered.1 + 1);
+    };
+    for (partition, key, value) in records {
+        let mut record = FutureRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    let oldest = pending
+                        .pop_front()
+                        .expect("a full queue has records in flight");
+                    settle(&mut end, delivered(oldest).await);
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        // Bounded in flight: awaiting the oldest keeps librdkafka's queue full
+        // enough to pipeline without holding the whole input.
+        if pending.len() >= 5_000 {
+            settle(&mut end, delivered(pending.pop_front().unwrap()).await);
+        }
+    }
+    for d in pending {
+        settle(&mut end, delivered(d).await);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    end
+}
+
+async fn delivered(future: DeliveryFuture) -> (i32, i64) {
+    let d = future.await.expect("delivery reported").expect("delivered");
+    (d.partition, d.offset)
+}
+
+impl Tansu {
+    /// Produces `records` with one producer per partition (tansu answers
+    /// one request at a time per connection, so connections run in
+    /// parallel); order within a partition is kept. Returns the next offset
+    /// per partition from the delivery reports.
+    pub async fn produce_all(&self, topic: &str, records: Produced) -> HashMap<i32, i64> {
+        let mut by_partition: HashMap<i32, Vec<Keyed>> = HashMap::new();
+        for (p, k, v) in records {
+            by_partition.entry(p).or_default().push((
+                p,
+                k.unwrap_or_default(),
+                v.unwrap_or_default(),
+            ));
+        }
+        let tasks: Vec<_> = by_partition
+            .into_values()
+            .map(|mine| {
+                let (producer, topic) = (self.producer(), topic.to_owned());
+                tokio::spawn(async move { produce(&producer, &topic, mine).await })
+            })
+            .collect();
+        let mut end = HashMap::new();
+        for task in tasks {
+            end.extend(task.await.expect("producer task"));
+        }
+        end
+    }
+}
