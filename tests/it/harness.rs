@@ -319,3 +319,17 @@ pub fn samples(text: &str, name: &str) -> HashMap<String, f64> {
 pub fn total(text: &str, name: &str) -> f64 {
     samples(text, name).values().sum()
 }
+
+/// Makes every INSERT statement on `orders` take `seconds` longer (a
+/// statement trigger that sleeps): slow commits on demand. Undo with
+/// `DROP TRIGGER slow ON orders`.
+pub async fn slow_inserts(client: &Client, seconds: f64) {
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$; \
+             CREATE TRIGGER slow AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION slow()"
+        ))
+        .await
+        .unwrap();
+}

@@ -34,14 +34,7 @@ async fn revoke_during_batches(strategy: &str) {
     let (url, client) = fresh_db(&format!("revoke_{}", strategy.replace('-', "_"))).await;
     client.batch_execute(ORDERS_TABLE).await.unwrap();
     // Slow commits too, so some revokes land on a batch being written.
-    client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$; \
-             CREATE TRIGGER slow AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION slow()",
-        )
-        .await
-        .unwrap();
+    slow_inserts(&client, 0.2).await;
     let kafka = kafka("orders", 4);
     let end = produce_all(&kafka, "orders", orders(ROWS, 4, 400)).await;
     let brokers = kafka.bootstrap_servers();

@@ -113,14 +113,7 @@ async fn the_adaptive_brake_halves_on_slow_commits_and_recovers() {
     let before = rate();
 
     // Every statement on the table now takes 600ms: commits are slow.
-    client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN PERFORM pg_sleep(0.6); RETURN NULL; END $$; \
-             CREATE TRIGGER slow AFTER INSERT ON orders FOR EACH STATEMENT EXECUTE FUNCTION slow()",
-        )
-        .await
-        .unwrap();
+    slow_inserts(&client, 0.6).await;
     // A few windows: the first slow commits end 600ms in, then a couple of
     // halvings.
     let braked = eventually(Duration::from_secs(5), "the rate to halve", || async {
