@@ -31,6 +31,7 @@ pub struct Metrics {
     pub partition_rows: IntCounterVec,
     pub kafka_errors: IntCounter,
     pub abandoned_records: IntCounter,
+    pub reclaims: IntCounter,
 }
 
 impl Metrics {
@@ -185,6 +186,10 @@ impl Metrics {
             abandoned_records: counter(
                 "sluice_abandoned_records_total",
                 "Records fetched but not committed when their worker stopped (revoke, shutdown); the next owner reads them again.",
+            )?,
+            reclaims: counter(
+                "sluice_partition_reclaims_total",
+                "Partitions claimed again after a fence rejection because the consumer group still assigned them here (the other claim was stale).",
             )?,
         };
         // Until a throttle says otherwise, the limit is infinite.

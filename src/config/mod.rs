@@ -144,7 +144,9 @@ pub struct KafkaConfig {
     #[serde(default = "default_start_from")]
     pub start_from: StartFrom,
     /// How long a rebalance waits for the workers of revoked partitions to
-    /// finish their current batch (1s to 10m). Default: `10s`.
+    /// finish their current batch (1s to 10m); also how long a worker
+    /// fenced out by another claim waits for its revoke before it claims a
+    /// partition the group still assigns to it again. Default: `10s`.
     #[serde(
         default = "default_revoke_timeout",
         deserialize_with = "units::duration"

@@ -21,14 +21,11 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::{error, info, warn};
-use uuid::Uuid;
 
 use super::{start_offset, SinkConsumer};
-use crate::backoff::Backoff;
 use crate::offsets::PartitionKey;
 use crate::pipeline::worker::PartitionWorker;
 use crate::pipeline::{Shared, Workers};
-use crate::sink::error::{ErrorClass, SinkError};
 
 pub struct SinkContext {
     consumer: OnceLock<Weak<SinkConsumer>>,
@@ -67,7 +64,7 @@ impl SinkContext {
             error!("rebalance before the consumer was set up; not starting workers");
             return;
         };
-        let claims = self.block_on(join_all(parts.iter().map(|key| self.claim(key))));
+        let claims = self.block_on(join_all(parts.iter().map(|key| shared.claim(key))));
         let mut started = 0;
         for (key, claim) in parts.into_iter().zip(claims) {
             // Split even when not starting a worker, so that no record of an
@@ -139,43 +136,6 @@ impl SinkContext {
             .assigned_partitions
             .set(self.workers.len() as i64);
         info!(partitions = parts.len(), "partitions revoked");
-    }
-
-    /// Claims a partition, retrying while Postgres is unavailable. `None`
-    /// when shutting down or on a fatal error (which stops the service).
-    async fn claim(&self, key: &PartitionKey) -> Option<(Uuid, Option<i64>)> {
-        let shared = &self.shared;
-        let owner = Uuid::new_v4();
-        let mut backoff = Backoff::new(shared.retry.initial_backoff, shared.retry.max_backoff);
-        loop {
-            let claim = async {
-                let client = shared.pool.get().await?;
-                Ok(shared.offsets.claim(&client, key, owner).await?)
-            };
-            let result: Result<Option<i64>, SinkError> =
-                match tokio::time::timeout(shared.attempt_deadline, claim).await {
-                    Ok(result) => result,
-                    Err(_) => Err(SinkError::Timeout(shared.attempt_deadline)),
-                };
-            match result {
-                Ok(stored) => return Some((owner, stored)),
-                Err(e) if e.class() == ErrorClass::Retry => {
-                    shared
-                        .metrics
-                        .pg_errors
-                        .with_label_values(&[&e.class_label()])
-                        .inc();
-                    warn!(partition = %key, error = %e, "cannot claim partition yet; retrying");
-                    if !backoff.wait(&shared.stop).await {
-                        return None;
-                    }
-                }
-                Err(e) => {
-                    shared.fail(format!("cannot claim {key}: {e}"));
-                    return None;
-                }
-            }
-        }
     }
 
     /// Runs async work from inside librdkafka's callback, which is called

@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, info_span, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
+use uuid::Uuid;
+
+use crate::backoff::Backoff;
 use crate::config::{BatchConfig, Config, RetryConfig, StartFrom};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
+use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::writer::TableWriter;
 use crate::throttle::Throttle;
 use worker::{Exit, PartitionWorker};
@@ -253,6 +257,41 @@ impl Shared {
             None => halted.remove(&partition.to_string()),
         };
         self.metrics.partitions_halted.set(halted.len() as i64);
+    }
+
+    /// Claims a partition, retrying while Postgres is unavailable. `None`
+    /// when shutting down or on a fatal error (which stops the service).
+    pub async fn claim(&self, key: &PartitionKey) -> Option<(Uuid, Option<i64>)> {
+        let owner = Uuid::new_v4();
+        let mut backoff = Backoff::new(self.retry.initial_backoff, self.retry.max_backoff);
+        loop {
+            let claim = async {
+                let client = self.pool.get().await?;
+                Ok(self.offsets.claim(&client, key, owner).await?)
+            };
+            let result: Result<Option<i64>, SinkError> =
+                match tokio::time::timeout(self.attempt_deadline, claim).await {
+                    Ok(result) => result,
+                    Err(_) => Err(SinkError::Timeout(self.attempt_deadline)),
+                };
+            match result {
+                Ok(stored) => return Some((owner, stored)),
+                Err(e) if e.class() == ErrorClass::Retry => {
+                    self.metrics
+                        .pg_errors
+                        .with_label_values(&[&e.class_label()])
+                        .inc();
+                    warn!(partition = %key, error = %e, "cannot claim partition yet; retrying");
+                    if !backoff.wait(&self.stop).await {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    self.fail(format!("cannot claim {key}: {e}"));
+                    return None;
+                }
+            }
+        }
     }
 
     /// Halted partitions and why (the service is not ready while any is).

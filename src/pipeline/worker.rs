@@ -148,7 +148,11 @@ impl PartitionWorker {
                 }
                 Ok(Outcome::Stale { owner }) => {
                     info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
-                    return Exit::Stale { owner };
+                    match self.reclaim().await {
+                        Ok(true) => {}
+                        Ok(false) => return Exit::Stale { owner },
+                        Err(e) => return Exit::Failed(e),
+                    }
                 }
                 Ok(Outcome::Rewound { next_offset }) => {
                     if let Err(e) = self.rewind(next_offset) {
@@ -370,6 +374,39 @@ impl PartitionWorker {
     fn rewind(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
         warn!(partition = %self.key, ?next_offset, expected = ?self.next_offset,
               "Postgres lost committed batches; re-reading from its offset");
+        self.seek(next_offset)
+    }
+
+    /// After a fence rejection: waits for the revoke that a legitimate new
+    /// owner's claim comes with. When none arrives within
+    /// `kafka.revoke_timeout`, the group still assigns the partition here
+    /// and the other claim is stale (its member died or lost the group
+    /// without this replica's assignment changing); without a new claim the
+    /// partition would sit unserved until the next rebalance. So it is
+    /// claimed again and read from the stored offset. Should the two
+    /// replicas disagree for a while, each claim fences the other's
+    /// writes: nothing is written twice either way. `false`: revoked or
+    /// shutting down, the worker stops.
+    async fn reclaim(&mut self) -> Result<bool, WorkerError> {
+        tokio::select! {
+            _ = self.stop.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(self.shared.revoke_timeout) => {}
+        }
+        let Some((owner, stored)) = self.shared.claim(&self.key).await else {
+            return Ok(false);
+        };
+        warn!(partition = %self.key, %owner, next_offset = ?stored,
+              "still assigned here after being fenced out; claimed the partition again");
+        self.shared.metrics.reclaims.inc();
+        self.owner = owner;
+        self.seek(stored)?;
+        self.shared.track(&self.key, stored, None);
+        Ok(true)
+    }
+
+    /// Re-reads the partition from `next_offset` (records already queued
+    /// from before are dropped by librdkafka or skipped by `accept`).
+    fn seek(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
         let offset = start_offset(next_offset, self.shared.start_from);
         tokio::task::block_in_place(|| {
             self.consumer.seek(

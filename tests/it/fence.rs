@@ -186,3 +186,59 @@ async fn a_commit_aborted_by_a_terminated_backend_is_redone() {
     sink.stop().await.expect("clean stop");
     assert_orders_exact(&client, 3_000).await;
 }
+
+/// A claim the group does not back (a zombie's, or a member that died
+/// after claiming) fences the worker that the group still assigns the
+/// partition to; with no revoke arriving within `kafka.revoke_timeout`,
+/// that worker claims the partition again and carries on, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_worker_still_assigned_claims_its_partition_again() {
+    const ROWS: usize = 6_000;
+    let (url, client) = fresh_db("fence_reclaim").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka("orders", 1);
+    let end = produce_all(&kafka, "orders", orders(ROWS, 1, 100)).await;
+    let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "reclaim", "")
+        .replace(
+            "  group_id: reclaim",
+            "  group_id: reclaim\n  revoke_timeout: 1s",
+        )
+        .replace("max_rows: 2000", "max_rows: 200");
+    // Slow enough that the zombie's claim lands mid-drain.
+    let sink = Sink::start(&format!("{yaml}\nthrottle:\n  max_rows_per_second: 2000\n"));
+    eventually(Duration::from_secs(30), "the sink to write", || async {
+        (count(&client, "SELECT count(*) FROM orders").await >= 1_000).then_some(())
+    })
+    .await;
+
+    // What a claim does: a fresh owner token in the partition's row.
+    let zombie = Uuid::new_v4();
+    client
+        .execute(
+            "UPDATE sluice.offsets SET owner = $1 WHERE group_id = 'reclaim'",
+            &[&zombie],
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "a fence rejection", || async {
+        (sink.metric("sluice_fence_rejections_total") >= 1.0).then_some(())
+    })
+    .await;
+    wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;
+
+    assert_eq!(sink.metric("sluice_partition_reclaims_total"), 1.0);
+    let owner: Uuid = client
+        .query_one(
+            "SELECT owner FROM sluice.offsets WHERE topic = 'orders'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        owner, zombie,
+        "the worker's new claim replaced the zombie's"
+    );
+    sink.stop().await.expect("clean stop");
+    assert_orders_exact(&client, ROWS as i64).await;
+}

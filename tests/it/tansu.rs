@@ -53,7 +53,8 @@ impl Tansu {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args([
                 "broker",
                 "--listener-url",
@@ -63,11 +64,19 @@ impl Tansu {
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .current_dir(dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
+            .stdout(Stdio::null());
+        // TANSU_LOG=<file> keeps the group coordinator's log for a diagnosis.
+        match std::env::var("TANSU_LOG") {
+            Ok(path) => {
+                let log = std::fs::File::create(path).expect("TANSU_LOG file");
+                command
+                    .env("RUST_LOG", "error,tansu_broker::coordinator=info")
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+            }
+            Err(_) => command.env("RUST_LOG", "error").stderr(Stdio::null()),
+        };
+        let child = command.spawn().expect("start tansu");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen on {port}");
@@ -101,9 +110,15 @@ impl Tansu {
             .set("bootstrap.servers", &self.bootstrap)
             .set("batch.num.messages", "1")
             .set("linger.ms", "0")
-            // Idempotent: a retry after a slow answer cannot duplicate or
-            // reorder; a busy tansu can be slow, so wait long.
-            .set("enable.idempotence", "true")
+            // One request in flight keeps order across retries. Not
+            // idempotent: tansu 0.6.0 keeps every idempotent producer's
+            // sequences in one shared object, and with a producer per
+            // partition librdkafka spun its threads at 340 records/s
+            // against 6,000/s without. The long request timeout keeps a
+            // slow answer from being retried (and duplicated).
+            .set("enable.idempotence", "false")
+            .set("max.in.flight.requests.per.connection", "1")
+            .set("request.timeout.ms", "300000")
             .set("message.timeout.ms", "600000")
             .create()
             .expect("producer")
