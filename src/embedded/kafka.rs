@@ -167,12 +167,23 @@ pub async fn produce(
         .set("message.timeout.ms", "30000")
         .set("queue.buffering.max.messages", "100000")
         .create()?;
+    produce_with(&producer, topic, &records).await
+}
 
+/// Produces records through `producer`, in order per partition, and returns
+/// after every delivery is acknowledged, with the `(partition, offset)` each
+/// one got, in input order. Ordering across retries is the producer's
+/// configuration's business (idempotence, or one request in flight).
+pub async fn produce_with(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[Record],
+) -> KafkaResult<Vec<(i32, i64)>> {
     let mut delivered = Vec::with_capacity(records.len());
     // Deliveries complete in send order per partition, and we only need them
     // all, so awaiting the oldest first is as fast as any other order.
     let mut pending = VecDeque::new();
-    for (partition, key, value) in &records {
+    for (partition, key, value) in records {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).partition(*partition);
         if let Some(key) = key {
             record = record.key(key.as_slice());

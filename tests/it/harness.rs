@@ -46,6 +46,11 @@ pub async fn produce_all(kafka: &MockKafka, topic: &str, records: Produced) -> H
     let delivered = produce(kafka.bootstrap_servers(), topic, records)
         .await
         .expect("produce");
+    next_offsets(delivered)
+}
+
+/// The next offset per partition, from `(partition, offset)` deliveries.
+pub fn next_offsets(delivered: Vec<(i32, i64)>) -> HashMap<i32, i64> {
     let mut end = HashMap::new();
     for (p, o) in delivered {
         let e = end.entry(p).or_insert(0);

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
+use sluice::embedded::kafka::produce_with;
 
-use crate::harness::{free_port, Produced};
+use crate::harness::{free_port, next_offsets, Produced};
 
 /// The tansu binary, built on first use (shared by every test).
 fn binary() -> PathBuf {
@@ -35,9 +35,6 @@ fn binary() -> PathBuf {
     })
     .clone()
 }
-
-/// A record to produce: partition, key, value.
-type Keyed = (i32, Vec<u8>, Vec<u8>);
 
 /// A tansu broker on a free port; killed when dropped.
 pub struct Tansu {
@@ -132,56 +129,13 @@ impl Drop for Tansu {
     }
 }
 
-/// Produces `(partition, key, value)` records and returns the next offset
-/// per partition from the delivery reports (tansu's watermarks are wrong).
-pub async fn produce(
-    producer: &FutureProducer,
-    topic: &str,
-    records: impl IntoIterator<Item = Keyed>,
-) -> HashMap<i32, i64> {
-    let mut end = HashMap::new();
-    let mut pending = std::collections::VecDeque::new();
-    let settle = |end: &mut HashMap<i32, i64>, delivered: (i32, i64)| {
-        let e = end.entry(delivered.0).or_insert(0);
-        *e = (*e).max(delivered.1 + 1);
-    };
-    for (partition, key, value) in records {
-        let mut record = FutureRecord::to(topic)
-            .partition(partition)
-            .key(&key)
-            .payload(&value);
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    pending.push_back(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    let oldest = pending
-                        .pop_front()
-                        .expect("a full queue has records in flight");
-                    settle(&mut end, delivered(oldest).await);
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-        // Bounded in flight: awaiting the oldest keeps librdkafka's queue full
-        // enough to pipeline without holding the whole input.
-        if pending.len() >= 5_000 {
-            settle(&mut end, delivered(pending.pop_front().unwrap()).await);
-        }
-    }
-    for d in pending {
-        settle(&mut end, delivered(d).await);
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-    end
-}
-
-async fn delivered(future: DeliveryFuture) -> (i32, i64) {
-    let d = future.await.expect("delivery reported").expect("delivered");
-    (d.partition, d.offset)
+/// Produces `records` and returns the next offset per partition from the
+/// delivery reports (tansu's watermarks are wrong).
+async fn produce(producer: &FutureProducer, topic: &str, records: Produced) -> HashMap<i32, i64> {
+    let delivered = produce_with(producer, topic, &records)
+        .await
+        .expect("delivered");
+    next_offsets(delivered)
 }
 
 impl Tansu {
@@ -190,13 +144,9 @@ impl Tansu {
     /// parallel); order within a partition is kept. Returns the next offset
     /// per partition from the delivery reports.
     pub async fn produce_all(&self, topic: &str, records: Produced) -> HashMap<i32, i64> {
-        let mut by_partition: HashMap<i32, Vec<Keyed>> = HashMap::new();
-        for (p, k, v) in records {
-            by_partition.entry(p).or_default().push((
-                p,
-                k.unwrap_or_default(),
-                v.unwrap_or_default(),
-            ));
+        let mut by_partition: HashMap<i32, Produced> = HashMap::new();
+        for record in records {
+            by_partition.entry(record.0).or_default().push(record);
         }
         let tasks: Vec<_> = by_partition
             .into_values()
