@@ -30,6 +30,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Only validate the config file: connect to neither Kafka nor
+        /// Postgres (for CI pipelines and image smoke tests).
+        #[arg(long)]
+        offline: bool,
     },
     /// Create or upgrade sluice's own schema, then exit.
     Migrate {
@@ -52,10 +56,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => run(config).await,
-            Command::Check { config } => sluice::check::check(&config).await,
+            Command::Check { config, offline } => sluice::check::check(&config, offline).await,
             Command::Migrate { config } => migrate(config).await,
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
@@ -71,7 +75,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-    })
+    });
+    // A consumer close still blocked on an unreachable broker (see
+    // app::run) must not keep the process alive after its exit code is set.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {

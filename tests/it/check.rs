@@ -99,3 +99,35 @@ async fn check_names_each_problem_and_passes_a_good_config() {
     });
     blocking.await.unwrap();
 }
+
+/// `check --offline` validates the file alone: nothing it names is contacted
+/// (the broker and database here do not exist), and a bad field still fails
+/// with exit 64 naming it.
+#[test]
+fn check_offline_validates_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    let good = BASE
+        .replace("BROKERS", "nowhere.invalid:9092")
+        .replace("URL", "postgres://sluice@nowhere.invalid:1/app");
+    let run = |yaml: &str| {
+        std::fs::write(&path, yaml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["check", "--offline", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run sluice check --offline");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = run(&good);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("not contacted"), "{text}");
+    let (code, text) = run(&format!("{good}batch:\n  linger: fast\n"));
+    assert_eq!(code, 64, "{text}");
+    assert!(text.contains("batch.linger"), "{text}");
+}
