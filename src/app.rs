@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::Registry;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Config, Problem};
@@ -27,6 +27,9 @@ use crate::sink::{plan_writers, PlanError};
 /// The part of `shutdown_grace` kept for closing the consumer (leaving the
 /// group) after the workers: a fifth, at most this.
 const CLOSE_RESERVE: Duration = Duration::from_secs(3);
+
+/// Closing the consumer gets at least this long, even past the grace.
+const MIN_CLOSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -117,6 +120,7 @@ pub async fn run(
 
     let polled = serve(&consumer, &shared).await;
 
+    let stopping = Instant::now();
     let grace = config.shutdown_grace;
     let for_workers = grace - (grace / 5).min(CLOSE_RESERVE);
     let handles = workers.stop_all();
@@ -129,7 +133,22 @@ pub async fn run(
     }
     // Closing leaves the group (partitions move at once) and commits the
     // advisory offsets; it polls synchronously, so not on a runtime thread.
-    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    // With no broker reachable librdkafka's close never ends: it gets what
+    // is left of shutdown_grace (at least a second), then the replica exits
+    // without leaving (the group reassigns after session.timeout.ms; the
+    // offsets are safe in Postgres), rather than wait for the kubelet's
+    // SIGKILL.
+    let left = grace.saturating_sub(stopping.elapsed()).max(MIN_CLOSE);
+    let closed = tokio::time::timeout(left, tokio::task::spawn_blocking(move || drop(consumer)));
+    if closed.await.is_err() {
+        let reason = format!(
+            "could not leave the consumer group within shutdown_grace ({}): is Kafka reachable? \
+             Exiting anyway; the group reassigns this replica's partitions after session.timeout.ms",
+            humantime::format_duration(grace)
+        );
+        error!("{reason}");
+        shared.fail(reason);
+    }
     polled?;
     match shared.failure() {
         Some(reason) => Err(AppError::Failed(reason)),

@@ -9,6 +9,7 @@ mod tansu;
 
 mod check;
 mod crash;
+mod edges;
 mod exactly_once;
 mod fence;
 mod methods;
