@@ -35,6 +35,11 @@ const OWNED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
         "auto.offset.reset",
         "sluice sets it; use kafka.start_from instead",
     ),
+    // read_uncommitted would write records of aborted Kafka transactions.
+    (
+        "isolation.level",
+        "sluice always reads read_committed (records of aborted transactions are never written); remove it",
+    ),
 ];
 
 pub(crate) fn validate(config: &Config) -> Vec<Problem> {
@@ -85,6 +90,14 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 "{:?} is not a plain identifier; use lower-case letters, digits and _ (starting with a letter or _, at most {MAX_IDENT_BYTES} bytes), like \"sluice\"",
                 pg.state_schema
             ),
+        );
+    }
+    // Postgres reads 0 as "no timeout", but sluice's client-side attempt
+    // deadline is three statement timeouts: 0 would time out every attempt.
+    if pg.statement_timeout.is_zero() {
+        problems.add(
+            "postgres.statement_timeout",
+            r#"is 0 (Postgres' "off"), but sluice bounds every attempt by 3 x statement_timeout to find dead connections; set a positive duration like "60s" (the default)"#,
         );
     }
     if pg.connect_timeout.is_zero() {

@@ -64,6 +64,8 @@ pub fn client_config(config: &Config) -> ClientConfig {
         // Offsets live in Postgres; Kafka gets them afterwards, advisory.
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "true")
+        // Records of aborted Kafka transactions must never be written.
+        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", reset);
     cc
 }

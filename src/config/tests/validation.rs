@@ -14,6 +14,7 @@ fn validation_of_kafka_and_postgres() {
             "enable.auto.commit",
             "enable.auto.offset.store",
             "auto.offset.reset",
+            "isolation.level",
             "client.id",
         ] {
             c.kafka.librdkafka.insert(key.into(), "x".into());
@@ -45,9 +46,11 @@ fn validation_of_kafka_and_postgres() {
         "kafka.librdkafka.auto.offset.reset",
         "use kafka.start_from",
     );
+    // Hardening #4: read_uncommitted would write aborted transactions.
+    assert_one(&p, "kafka.librdkafka.isolation.level", "read_committed");
     assert_one(&p, "postgres.pool_size", "from 1 to 1000");
     assert_one(&p, "postgres.state_schema", "not a plain identifier");
-    assert_eq!(p.len(), 10, "{p:#?}");
+    assert_eq!(p.len(), 11, "{p:#?}");
 
     let p = problems_after(|c| {
         c.kafka.brokers = "a:1,,b:2".into();
@@ -55,6 +58,8 @@ fn validation_of_kafka_and_postgres() {
         c.postgres.pool_size = 1001;
         c.postgres.state_schema = "x".repeat(64);
         c.postgres.connect_timeout = Duration::ZERO;
+        // Hardening #10: 0 would make every attempt's deadline 0.
+        c.postgres.statement_timeout = Duration::ZERO;
         c.postgres.url = Secret::new("");
     });
     assert_one(&p, "kafka.brokers", "empty entry");
@@ -63,7 +68,8 @@ fn validation_of_kafka_and_postgres() {
     assert_one(&p, "postgres.state_schema", "not a plain identifier");
     assert_one(&p, "postgres.connect_timeout", "positive duration");
     assert_one(&p, "postgres.url", "is empty");
-    assert_eq!(p.len(), 6, "{p:#?}");
+    assert_one(&p, "postgres.statement_timeout", "is 0");
+    assert_eq!(p.len(), 7, "{p:#?}");
 
     for schema in ["1abc", "a-b", "", "a b"] {
         let p = problems_after(|c| c.postgres.state_schema = schema.into());
