@@ -19,6 +19,28 @@ pub fn insert_sql(state_schema: &str) -> String {
     )
 }
 
+/// Epoch milliseconds Postgres' `to_timestamp` accepts: from 4714-11-24 BC
+/// up to (not including) 294277-01-01 (`DATETIME_MIN_JULIAN` and
+/// `TIMESTAMP_END_JULIAN` in its source), less a second at each end so the
+/// `ms / 1000.0` division cannot round across a limit.
+const MIN_TIMESTAMP_MS: i64 = -210_866_803_200_000 + 1_000;
+const END_TIMESTAMP_MS: i64 = 9_224_318_016_000_000 - 1_000;
+
+/// Any i64 is a legal Kafka timestamp; one Postgres cannot store must not
+/// make the dead letter itself fail (that would stop the partition). It is
+/// stored as NULL, with the raw milliseconds kept in the reason.
+fn storable_timestamp(ms: Option<i64>, reason: &str) -> (Option<i64>, String) {
+    match ms {
+        Some(ms) if !(MIN_TIMESTAMP_MS..END_TIMESTAMP_MS).contains(&ms) => (
+            None,
+            format!(
+                "{reason} (kafka timestamp {ms} ms is outside Postgres' range; stored as NULL)"
+            ),
+        ),
+        _ => (ms, reason.to_owned()),
+    }
+}
+
 pub async fn write(
     txn: &Transaction<'_>,
     sql: &str,
@@ -32,11 +54,13 @@ pub async fn write(
     let stmt = txn.prepare_cached(sql).await?;
     let target = table.to_string();
     for (record, refused, _) in dead {
-        // Postgres text cannot hold NUL; header names are text.
+        let (timestamp_ms, reason) = storable_timestamp(record.timestamp_ms, &refused.reason);
+        // Header names are text in the table (Postgres text holds neither
+        // NUL nor invalid UTF-8): escaped where they are not plain text.
         let (keys, values): (Vec<String>, Vec<Option<Vec<u8>>>) = record
             .headers
             .iter()
-            .map(|(k, v)| (k.replace('\0', "\u{fffd}"), v.clone()))
+            .map(|(k, v)| (crate::record::header_name_text(k), v.clone()))
             .unzip();
         txn.execute(
             &stmt,
@@ -50,12 +74,34 @@ pub async fn write(
                 &record.value,
                 &keys,
                 &values,
-                &record.timestamp_ms,
-                &refused.reason.replace('\0', "\u{fffd}"),
+                &timestamp_ms,
+                &reason.replace('\0', "\u{fffd}"),
                 &refused.sqlstate,
             ],
         )
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening #9: an out-of-range Kafka timestamp is kept in the reason.
+    #[test]
+    fn out_of_range_timestamps_become_null_with_the_raw_value_in_the_reason() {
+        assert_eq!(storable_timestamp(Some(0), "r"), (Some(0), "r".into()));
+        assert_eq!(storable_timestamp(None, "r"), (None, "r".into()));
+        for ms in [i64::MAX, i64::MIN, END_TIMESTAMP_MS, MIN_TIMESTAMP_MS - 1] {
+            let (ts, reason) = storable_timestamp(Some(ms), "bad");
+            assert_eq!(ts, None);
+            assert!(reason.starts_with("bad (kafka timestamp "), "{reason}");
+            assert!(reason.contains(&ms.to_string()), "{reason}");
+        }
+        assert_eq!(
+            storable_timestamp(Some(END_TIMESTAMP_MS - 1), "r").0,
+            Some(END_TIMESTAMP_MS - 1)
+        );
+    }
 }

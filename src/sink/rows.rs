@@ -69,7 +69,7 @@ impl RowSql {
         } = shape;
         let stage_name = apply_stage
             .as_ref()
-            .map(|_| stage_name(stage_purpose, target));
+            .map(|_| stage_name(stage_purpose, target, cols));
         let stage = apply_stage.zip(stage_name.as_ref()).map(|(apply, stage)| {
             (
                 // Temp tables live per connection: pooled connections reuse
@@ -200,9 +200,13 @@ impl<'t> RowWriter<'t> {
     }
 }
 
-fn stage_name(purpose: &str, target: &str) -> String {
+/// The stage is created with exactly `cols`: two routes into one table with
+/// different columns need different stages (a connection keeps its temp
+/// tables), so the column list is part of the name.
+fn stage_name(purpose: &str, target: &str, cols: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     target.hash(&mut h);
+    cols.hash(&mut h);
     format!("sluice_{purpose}_{:016x}", h.finish())
 }
 
@@ -267,11 +271,16 @@ mod tests {
     }
 
     #[test]
-    fn stage_names_differ_by_target_and_purpose() {
+    fn stage_names_differ_by_target_columns_and_purpose() {
         assert_ne!(
-            stage_name("stage", "\"a\".\"t\""),
-            stage_name("stage", "\"b\".\"t\"")
+            stage_name("stage", "\"a\".\"t\"", "c"),
+            stage_name("stage", "\"b\".\"t\"", "c")
         );
-        assert_ne!(stage_name("stage", "t"), stage_name("del", "t"));
+        assert_ne!(stage_name("stage", "t", "c"), stage_name("del", "t", "c"));
+        // Hardening #11: two routes into one table with other columns.
+        assert_ne!(
+            stage_name("stage", "t", "\"a\", \"b\""),
+            stage_name("stage", "t", "\"a\", \"c\"")
+        );
     }
 }
