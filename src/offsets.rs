@@ -85,9 +85,14 @@ impl OffsetStore {
                 "SELECT owner, next_offset FROM {table} \
                  WHERE group_id = $1 AND topic = $2 AND partition = $3"
             ),
+            // Fenced like a commit: only the partition's current owner may
+            // record a halt, so a stale worker cannot re-insert one after
+            // the new owner's claim cleared it.
             halt_sql: format!(
                 "INSERT INTO {schema}.halts (group_id, topic, partition, \"offset\", error, sqlstate) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (group_id, topic, partition) \
+                 SELECT $1::text, $2::text, $3::int4, $4::int8, $5::text, $6::text WHERE EXISTS (SELECT 1 FROM {table} \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $7) \
+                 ON CONFLICT (group_id, topic, partition) \
                  DO UPDATE SET \"offset\" = EXCLUDED.\"offset\", error = EXCLUDED.error, \
                  sqlstate = EXCLUDED.sqlstate, halted_at = now()"
             ),
@@ -137,17 +142,19 @@ impl OffsetStore {
         Ok(n == 1)
     }
 
-    /// Records that the partition halted before the record at `offset`.
+    /// Records that the partition halted before the record at `offset`;
+    /// `false` when `owner` no longer holds the partition (nothing written).
     pub async fn record_halt(
         &self,
         client: &impl GenericClient,
         key: &PartitionKey,
+        owner: Uuid,
         offset: i64,
         error: &str,
         sqlstate: Option<&str>,
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<bool, tokio_postgres::Error> {
         let stmt = client.prepare_cached(&self.halt_sql).await?;
-        client
+        let n = client
             .execute(
                 &stmt,
                 &[
@@ -157,10 +164,11 @@ impl OffsetStore {
                     &offset,
                     &error,
                     &sqlstate,
+                    &owner,
                 ],
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// The partition's row as it stands: `(owner, next_offset)`.

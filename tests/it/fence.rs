@@ -242,3 +242,48 @@ async fn a_fenced_worker_still_assigned_claims_its_partition_again() {
     sink.stop().await.expect("clean stop");
     assert_orders_exact(&client, ROWS as i64).await;
 }
+
+/// Hardening #12: recording a halt is fenced like a commit. A worker that
+/// lost its partition cannot re-insert a halt after the new owner's claim
+/// cleared it; the owner can record one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_worker_cannot_record_a_halt() {
+    let (url, _client) = fresh_db("fence_halt").await;
+    let config = Config::from_yaml(
+        &orders_config("127.0.0.1:1", &url, "orders", "g", ""),
+        |_| None,
+    )
+    .unwrap();
+    let pool = sluice::pg::pool(&config.postgres).unwrap();
+    let mut client = pool.get().await.unwrap();
+    sluice::migrate::migrate(&mut client, "sluice")
+        .await
+        .unwrap();
+    let offsets = OffsetStore::new("sluice");
+    let key = PartitionKey {
+        group_id: "g".into(),
+        topic: "orders".into(),
+        partition: 0,
+    };
+    let (stale, owner) = (Uuid::new_v4(), Uuid::new_v4());
+    offsets.claim(&client, &key, stale).await.unwrap();
+    assert!(offsets
+        .record_halt(&client, &key, stale, 5, "bad record", None)
+        .await
+        .unwrap());
+    // The new owner's claim clears the halt; the stale worker's retry of
+    // its halt must not bring it back.
+    offsets.claim(&client, &key, owner).await.unwrap();
+    let halts = "SELECT count(*) FROM sluice.halts";
+    assert_eq!(count(&client, halts).await, 0);
+    assert!(!offsets
+        .record_halt(&client, &key, stale, 5, "bad record", None)
+        .await
+        .unwrap());
+    assert_eq!(count(&client, halts).await, 0);
+    assert!(offsets
+        .record_halt(&client, &key, owner, 7, "bad record", Some("22P02"))
+        .await
+        .unwrap());
+    assert_eq!(count(&client, halts).await, 1);
+}
