@@ -32,6 +32,7 @@ pub struct Metrics {
     pub kafka_errors: IntCounter,
     pub abandoned_records: IntCounter,
     pub reclaims: IntCounter,
+    pub worker_panics: IntCounter,
 }
 
 impl Metrics {
@@ -190,6 +191,10 @@ impl Metrics {
             reclaims: counter(
                 "sluice_partition_reclaims_total",
                 "Partitions claimed again after a fence rejection because the consumer group still assigned them here (the other claim was stale).",
+            )?,
+            worker_panics: counter(
+                "sluice_worker_panics_total",
+                "Partition workers that panicked; each stops the replica with an error (a bug: please report it).",
             )?,
         };
         // Until a throttle says otherwise, the limit is infinite.

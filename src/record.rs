@@ -4,7 +4,10 @@
 //! written, so memory holds one copy of each record, a retry or bisection
 //! simply decodes again, and a dead letter always has the original bytes.
 
-use rdkafka::message::{Headers, Message};
+use std::ffi::CStr;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::message::{BorrowedMessage, Message};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -13,25 +16,19 @@ pub struct Record {
     pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Header names as the bytes Kafka carries: the protocol does not
+    /// promise UTF-8, so a name is never assumed to be text.
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Record {
-    pub fn from_message<M: Message>(msg: &M) -> Record {
-        let headers = msg
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
+    pub fn from_message(msg: &BorrowedMessage<'_>) -> Record {
         Record {
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
             key: msg.key().map(<[u8]>::to_vec),
             value: msg.payload().map(<[u8]>::to_vec),
-            headers,
+            headers: raw_headers(msg),
         }
     }
 
@@ -52,7 +49,74 @@ impl Record {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k == name.as_bytes())
             .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// A header name as text for the dead-letter table: as it is when it is
+/// UTF-8, otherwise byte-escaped (`\xff`), so no byte is lost.
+pub fn header_name_text(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(s) => s.replace('\0', "\\x00"),
+        Err(_) => name.escape_ascii().to_string(),
+    }
+}
+
+/// Every header of the message, names as raw bytes. rust-rdkafka's
+/// `Headers::get` panics on a name that is not UTF-8 (`CStr::to_str`
+/// unwrapped), which would kill the partition's worker on one record, so
+/// the headers are read through librdkafka's C API instead.
+fn raw_headers(msg: &BorrowedMessage<'_>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    // SAFETY: `msg` keeps the native message (and so its headers) alive for
+    // this call; librdkafka returns pointers into them, copied out at once.
+    unsafe {
+        let mut hdrs: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
+        let err = rdsys::rd_kafka_message_headers(msg.ptr(), &mut hdrs);
+        if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+            return out;
+        }
+        let count = rdsys::rd_kafka_header_cnt(hdrs);
+        for idx in 0..count {
+            let mut name: *const std::os::raw::c_char = std::ptr::null();
+            let mut value: *const std::os::raw::c_void = std::ptr::null();
+            let mut size = 0usize;
+            let err = rdsys::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size);
+            if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                continue;
+            }
+            let name = CStr::from_ptr(name).to_bytes().to_vec();
+            let value = (!value.is_null())
+                .then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
+            out.push((name, value));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening #6: a header name that is not UTF-8 is kept as bytes and
+    /// written to a dead letter byte-escaped, never unwrapped.
+    #[test]
+    fn header_names_are_bytes_and_escape_losslessly() {
+        let record = Record {
+            offset: 0,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: vec![
+                (vec![0xff, b'a'], Some(b"x".to_vec())),
+                (b"trace".to_vec(), Some(b"t".to_vec())),
+            ],
+        };
+        assert_eq!(record.header("trace"), Some(&b"t"[..]));
+        assert_eq!(record.header("a"), None);
+        assert_eq!(header_name_text(&[0xff, b'a']), "\\xffa");
+        assert_eq!(header_name_text(b"plain"), "plain");
+        assert_eq!(header_name_text(b"a\0b"), "a\\x00b");
     }
 }

@@ -3,11 +3,13 @@
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use futures::FutureExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
@@ -333,12 +335,26 @@ impl Workers {
         let shared = Arc::clone(shared);
         let span = info_span!("partition", topic = %key.topic, partition = key.partition);
         let handle = tokio::spawn(async move {
-            let exit = worker.run().instrument(span).await;
+            // A panic must never leave a silent hole (the partition assigned
+            // with no worker, /readyz still 200): it stops the replica like
+            // a fatal error, so it exits non-zero and its partitions move.
+            let exit = AssertUnwindSafe(worker.run().instrument(span))
+                .catch_unwind()
+                .await;
             shared.untrack(&key);
             match exit {
-                Exit::Stopped => info!(partition = %key, "worker stopped"),
-                Exit::Stale { owner } => info!(partition = %key, ?owner, "worker fenced out"),
-                Exit::Failed(e) => shared.fail(format!("partition {key}: {e}")),
+                Ok(Exit::Stopped) => info!(partition = %key, "worker stopped"),
+                Ok(Exit::Stale { owner }) => info!(partition = %key, ?owner, "worker fenced out"),
+                Ok(Exit::Failed(e)) => shared.fail(format!("partition {key}: {e}")),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    shared.metrics.worker_panics.inc();
+                    shared.fail(format!("partition {key}: worker panicked: {what}"));
+                }
             }
         });
         if let Some(old) = self.lock().insert(slot, Running { stop, handle }) {

@@ -346,17 +346,23 @@ impl PartitionWorker {
         );
         let mut backoff = Backoff::new(shared.retry.initial_backoff, shared.retry.max_backoff);
         loop {
-            let recorded: Result<(), SinkError> = async {
+            let recorded: Result<bool, SinkError> = async {
                 let client = shared.pool.get().await?;
                 let code = sqlstate.as_deref();
                 Ok(shared
                     .offsets
-                    .record_halt(&client, &self.key, offset, &reason, code)
+                    .record_halt(&client, &self.key, self.owner, offset, &reason, code)
                     .await?)
             }
             .await;
             match recorded {
-                Ok(()) => break,
+                Ok(true) => break,
+                // Fenced out meanwhile: the partition's new owner decides.
+                Ok(false) => {
+                    shared.set_halted(&self.key, None);
+                    info!(partition = %self.key, "halt not recorded: another worker owns the partition now");
+                    return Exit::Stale { owner: None };
+                }
                 Err(e) if e.class() == ErrorClass::Retry => {
                     if !backoff.wait(&self.stop).await {
                         break;
@@ -409,6 +415,13 @@ impl PartitionWorker {
     fn seek(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
         let offset = start_offset(next_offset, self.shared.start_from);
         tokio::task::block_in_place(|| {
+            // librdkafka refuses to seek to `Stored` (__INVALID_ARG, which
+            // would stop the replica): resolve the group's committed offset
+            // first; none committed means the start, as auto.offset.reset.
+            let offset = match offset {
+                Offset::Stored => self.committed_offset()?,
+                other => other,
+            };
             self.consumer.seek(
                 &self.key.topic,
                 self.key.partition,
@@ -422,5 +435,23 @@ impl PartitionWorker {
         })?;
         self.next_offset = next_offset;
         Ok(())
+    }
+
+    /// The offset committed to Kafka for this partition, as a concrete
+    /// position to seek to (`Beginning` when none is committed).
+    fn committed_offset(&self) -> KafkaResult<Offset> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.key.topic, self.key.partition);
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(committed
+            .find_partition(&self.key.topic, self.key.partition)
+            .map(|e| e.offset())
+            .and_then(|o| match o {
+                Offset::Offset(n) if n >= 0 => Some(Offset::Offset(n)),
+                _ => None,
+            })
+            .unwrap_or(Offset::Beginning))
     }
 }
