@@ -9,6 +9,7 @@ through `sluice check --offline` and the alerts through `promtool`.
 
 Prints PASS/FAIL/SKIP per check and ends with "N passed, M failed".
 Usage: python render_test.py --node-modules DIR [--sluice BIN] [--keep DIR]
+       python render_test.py --node-modules DIR --emit-config FILE
 """
 
 from __future__ import annotations
@@ -458,7 +459,13 @@ def main() -> int:
     ap.add_argument("--node-modules", required=True)
     ap.add_argument("--sluice", default="")
     ap.add_argument("--keep", default="", help="write the rendered manifests and configs here")
+    ap.add_argument("--emit-config", default="",
+                    help="only write the config the ConfigMap renders with the default values to this file")
     args = ap.parse_args()
+    if args.emit_config:
+        [cm] = by_kind(render(helm.Chart.load(str(CHART)), {}), "ConfigMap")
+        Path(args.emit_config).write_text(cm["data"]["sluice.yaml"])
+        return 0
     venv_bin = Path(sys.executable).parent
     binary = Path(args.sluice) if args.sluice and Path(args.sluice).is_file() else None
     keep = Path(args.keep) if args.keep else None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline validation of the sluice Helm chart (./dev test runs it):
 #   helm/sluice/ci/validate.sh [--keep DIR]
+#   helm/sluice/ci/validate.sh --emit-config FILE   (the default rendered config)
 # Installs its own tools on first use, into ${SLUICE_CACHE:-~/.cache/sluice}
 # (reused afterwards): a Python venv with the pinned Helm v4 SDK
 # (helm-python-sdk), kubernetes-validate and yamllint, and the npm CRD models
@@ -68,6 +69,11 @@ if [ -z "$bin" ]; then
   for candidate in "$repo/target/debug/sluice" "$repo/target/release/sluice"; do
     if [ -x "$candidate" ]; then bin="$candidate"; break; fi
   done
+fi
+
+if [ "${1:-}" = --emit-config ]; then
+  # For ./dev image: just the config the chart's ConfigMap renders by default.
+  exec "$venv/bin/python" "$here/render_test.py" --node-modules "$models/node_modules" --emit-config "$2"
 fi
 
 step "chart checks (helm SDK, kubernetes-validate, CRD models, sluice check --offline, promtool)"
