@@ -577,6 +577,20 @@ def main() -> int:
             return False, "rendered without error"
         run_check(f"{path.name}: refused with a message naming the value (/{pattern}/)", refused)
 
+    # The validators themselves: each must refuse a broken object (so a pass
+    # above means something), and an unknown Kubernetes version is an error.
+    broken = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+              "spec": {"replicas": "two", "selector": {}, "template": {}}}
+    for kube in KUBE_VERSIONS:
+        run_check(f"negative control: kubernetes-validate {kube} refuses a broken Deployment",
+                  lambda kube=kube: (not kube_validate(broken, kube)[0], "accepted"))
+    run_check("negative control: an unshipped Kubernetes version is an error, not a pass",
+              lambda: (not kube_validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "1.99.0")[0],
+                       "accepted"))
+    crd_docs.append({"source": "negative-control", "doc": {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "broken"},
+        "spec": {"scaleTargetRef": {"name": "x"}, "minReplicaCount": "one", "triggers": [{"type": "prometheus"}]}}})
+
     # Custom resources against the npm CRD models.
     if crd_docs:
         p = subprocess.run(["node", str(CHART / "ci" / "crds.mjs"), args.node_modules],
@@ -584,8 +598,12 @@ def main() -> int:
         lines = [l for l in p.stdout.splitlines() if l.startswith(("PASS", "FAIL"))]
         for line in lines:
             status, _, rest = line.partition(" ")
-            R.check(rest.split(": ", 1)[0], status == "PASS", rest.split(": ", 1)[1] if ": " in rest else "")
-        if p.returncode != 0 and not any(l.startswith("FAIL") for l in lines):
+            title, _, detail = rest.partition(": ")
+            if "(negative-control)" in title:
+                R.check(f"negative control: CRD models refuse {title}", status == "FAIL", "accepted")
+            else:
+                R.check(title, status == "PASS", detail)
+        if len(lines) != len(crd_docs):
             R.check("crds.mjs ran", False, (p.stdout + p.stderr)[-1500:])
         kinds = {d["doc"]["kind"] for d in crd_docs}
         R.check("CRD kinds rendered and validated: ScaledObject, ServiceMonitor, PrometheusRule",

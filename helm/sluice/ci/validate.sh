@@ -65,6 +65,10 @@ command -v promtool >/dev/null 2>&1 || apt_install prometheus
 flock -u 9
 
 bin="${SLUICE_BIN:-}"
+if [ -n "$bin" ] && [ ! -x "$bin" ]; then
+  echo "validate.sh: SLUICE_BIN=$bin is not an executable" >&2
+  exit 1
+fi
 if [ -z "$bin" ]; then
   for candidate in "$repo/target/debug/sluice" "$repo/target/release/sluice"; do
     if [ -x "$candidate" ]; then bin="$candidate"; break; fi
