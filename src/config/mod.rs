@@ -298,6 +298,13 @@ pub struct RouteConfig {
     /// ready, and `sluice check` says why). Default: `dead_letter`.
     #[serde(default)]
     pub on_error: OnError,
+    /// Allows an `UNLOGGED` target table. Postgres empties an unlogged table
+    /// after a crash while sluice's offsets (logged) survive, so the rows of
+    /// every committed batch would be lost without a trace: `sluice check`
+    /// and start-up refuse such a table unless this says that losing rows on
+    /// a crash is acceptable. Default: `false`.
+    #[serde(default)]
+    pub allow_unlogged: bool,
 }
 
 /// How a route writes its records.

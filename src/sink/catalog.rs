@@ -27,6 +27,8 @@ pub struct CatalogTable {
     /// The column sets of its unique indexes (sorted names), which
     /// `ON CONFLICT (key)` can use.
     pub unique_keys: Vec<Vec<String>>,
+    /// `CREATE UNLOGGED TABLE`: emptied by crash recovery.
+    pub unlogged: bool,
 }
 
 /// The table, or `None` when it does not exist.
@@ -53,9 +55,19 @@ pub async fn read_table(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
+    let unlogged = client
+        .query_one(
+            "SELECT c.relpersistence = 'u' FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await?
+        .try_get(0)?;
     Ok(Some(CatalogTable {
         columns,
         unique_keys,
+        unlogged,
     }))
 }
 
@@ -125,6 +137,7 @@ pub fn plan_route(
     let Some(CatalogTable {
         columns,
         unique_keys,
+        unlogged,
     }) = catalog
     else {
         return Err(vec![Problem {
@@ -135,6 +148,18 @@ pub fn plan_route(
         }]);
     };
     let mut problems = Vec::new();
+    if *unlogged && !route.allow_unlogged {
+        problems.push(Problem {
+            path: format!("routes[{index}].table"),
+            message: format!(
+                "table {table} is UNLOGGED: a Postgres crash empties it while sluice's offsets \
+                 survive, so committed rows would be lost silently. Make it logged \
+                 (ALTER TABLE {} SET LOGGED), or set routes[{index}].allow_unlogged: true \
+                 if losing rows on a crash is acceptable",
+                table.quoted()
+            ),
+        });
+    }
     let mut planned = Vec::new();
     for (name, source) in &route.columns {
         let path = format!("routes[{index}].columns.{name}");

@@ -43,3 +43,52 @@ async fn sigterm_with_the_broker_gone_exits_within_the_grace() {
     assert_orders_exact(&client, ROWS as i64).await;
     assert_eq!(stored_offsets(&client, "orders").await, end);
 }
+
+/// Hardening #5: an UNLOGGED target loses its rows on a Postgres crash
+/// while the (logged) offsets survive, so it is refused at start-up and by
+/// `check` unless the route accepts that with `allow_unlogged: true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlogged_target_is_refused_unless_allowed() {
+    use sluice::config::Config;
+    use sluice::sink::{plan_writers, PlanError};
+
+    let (url, client) = fresh_db("edge_unlogged").await;
+    client
+        .batch_execute(&ORDERS_TABLE.replace("CREATE TABLE", "CREATE UNLOGGED TABLE"))
+        .await
+        .unwrap();
+    let refused = Config::from_yaml(
+        &orders_config("127.0.0.1:1", &url, "orders", "g", ""),
+        |_| None,
+    )
+    .unwrap();
+    match plan_writers(&refused, &client).await {
+        Err(PlanError::Problems(p)) => {
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!(p[0].path, "routes[0].table");
+            assert!(p[0].message.contains("UNLOGGED"), "{}", p[0].message);
+            assert!(p[0].message.contains("allow_unlogged"), "{}", p[0].message);
+        }
+        other => panic!(
+            "an unlogged target was accepted: {:?}",
+            other.map(|w| w.len())
+        ),
+    }
+    let allowed = Config::from_yaml(
+        &orders_config(
+            "127.0.0.1:1",
+            &url,
+            "orders",
+            "g",
+            "    allow_unlogged: true",
+        ),
+        |_| None,
+    )
+    .unwrap();
+    assert!(plan_writers(&allowed, &client).await.is_ok());
+    client
+        .batch_execute("ALTER TABLE orders SET LOGGED")
+        .await
+        .unwrap();
+    assert!(plan_writers(&refused, &client).await.is_ok());
+}
