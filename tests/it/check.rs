@@ -6,11 +6,18 @@ use crate::harness::*;
 
 /// Runs `sluice check` on `yaml`; returns (exit code, stderr + stdout).
 fn check(yaml: &str) -> (i32, String) {
+    check_with(&[], yaml)
+}
+
+/// `sluice check <flags> --config <yaml>`.
+fn check_with(flags: &[&str], yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.yaml");
     std::fs::write(&path, yaml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "--config"])
+        .arg("check")
+        .args(flags)
+        .arg("--config")
         .arg(&path)
         .env_remove("SLUICE_TEST_UNSET_PASSWORD")
         .output()
@@ -105,25 +112,10 @@ async fn check_names_each_problem_and_passes_a_good_config() {
 /// with exit 64 naming it.
 #[test]
 fn check_offline_validates_without_connecting() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.yaml");
     let good = BASE
         .replace("BROKERS", "nowhere.invalid:9092")
         .replace("URL", "postgres://sluice@nowhere.invalid:1/app");
-    let run = |yaml: &str| {
-        std::fs::write(&path, yaml).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["check", "--offline", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run sluice check --offline");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        (out.status.code().unwrap_or(-1), text)
-    };
+    let run = |yaml: &str| check_with(&["--offline"], yaml);
     let (code, text) = run(&good);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("not contacted"), "{text}");
