@@ -1,5 +1,6 @@
 //! Partition workers and what they share.
 
+mod reposition;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
