@@ -10,7 +10,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Config, Problem};
@@ -146,7 +146,6 @@ pub async fn run(
              Exiting anyway; the group reassigns this replica's partitions after session.timeout.ms",
             humantime::format_duration(grace)
         );
-        error!("{reason}");
         shared.fail(reason);
     }
     polled?;
