@@ -33,8 +33,8 @@ pub async fn check(path: &Path, offline: bool) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let mut problems = check_postgres(&config).await;
-    problems.extend(check_kafka(&config).await);
+    let (mut problems, stored) = check_postgres(&config).await;
+    problems.extend(check_kafka(&config, stored).await);
     if problems.is_empty() {
         println!(
             "ok: configuration valid, Postgres and every target table writable, every topic found"
@@ -53,12 +53,19 @@ fn report(problems: &[Problem], code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-async fn check_postgres(config: &Config) -> Vec<Problem> {
+/// A partition's stored next offset: (topic, partition, offset).
+type Stored = Vec<(String, i32, i64)>;
+
+/// Postgres' problems, and the stored offsets (checked against the logs).
+async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
     let problem = |message: String| {
-        vec![Problem {
-            path: "postgres.url".into(),
-            message,
-        }]
+        (
+            vec![Problem {
+                path: "postgres.url".into(),
+                message,
+            }],
+            Vec::new(),
+        )
     };
     let url = redact_url(config.postgres.url.expose());
     let pg_config = match pg::connection_config(&config.postgres) {
@@ -73,7 +80,7 @@ async fn check_postgres(config: &Config) -> Vec<Problem> {
     let mut problems = match plan_writers(config, &client).await {
         Ok(_) => Vec::new(),
         Err(PlanError::Problems(p)) => p,
-        Err(PlanError::Postgres(e)) => problem(format!("querying {url} failed: {e}")),
+        Err(PlanError::Postgres(e)) => problem(format!("querying {url} failed: {e}")).0,
     };
     problems.extend(halts(config, &client).await);
     if !config.postgres.auto_migrate {
@@ -94,10 +101,62 @@ async fn check_postgres(config: &Config) -> Vec<Problem> {
             });
         }
     }
+    (problems, stored_offsets(config, &client).await)
+}
+
+async fn stored_offsets(config: &Config, client: &tokio_postgres::Client) -> Stored {
+    let sql = format!(
+        "SELECT topic, partition, next_offset FROM {}.offsets \
+         WHERE group_id = $1 AND next_offset IS NOT NULL",
+        quote_ident(&config.postgres.state_schema)
+    );
+    // No offsets table yet means nothing stored.
+    let Ok(rows) = client.query(&sql, &[&config.kafka.group_id]).await else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
+        .collect()
+}
+
+/// Stored offsets outside their partition's log (what a worker halts on,
+/// or moves by `on_offset_out_of_range`), said before sluice runs.
+fn offsets_outside_the_log(config: &Config, consumer: &BaseConsumer, stored: &Stored) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (topic, partition, offset) in stored {
+        let Some(index) = config.routes.iter().position(|r| &r.topic == topic) else {
+            continue;
+        };
+        let Ok(log) = crate::kafka::log::bounds(consumer, topic, *partition) else {
+            continue;
+        };
+        let rule = config.offset_out_of_range(topic);
+        let (edge, action) = crate::pipeline::edges::decide(*offset, log, rule);
+        use crate::pipeline::edges::{Action, Edge};
+        let what = match edge {
+            Edge::Inside => continue,
+            Edge::AheadOfEnd => format!("is ahead of the log end {}", log.high),
+            Edge::BehindStart => format!("is below the log start {}", log.low),
+        };
+        let then = match action {
+            Action::Halt => "the partition halts until the stored offset is moved \
+                             (docs/operations.md, \"Stored offset outside the log\")",
+            Action::MoveTo(_) | Action::Retry => continue,
+        };
+        problems.push(Problem {
+            path: format!("routes[{index}].topic"),
+            message: format!(
+                "partition {topic}[{partition}]: the stored offset {offset} {what} \
+                 (log {}..{}); {then}",
+                log.low, log.high
+            ),
+        });
+    }
     problems
 }
 
-/// Partitions halted by `on_error: stop`, as recorded in the state schema.
+/// Halted partitions (`on_error: stop`, a stored offset outside the log),
+/// as recorded in the state schema.
 async fn halts(config: &Config, client: &tokio_postgres::Client) -> Vec<Problem> {
     let schema = &config.postgres.state_schema;
     let sql = format!(
@@ -117,16 +176,15 @@ async fn halts(config: &Config, client: &tokio_postgres::Client) -> Vec<Problem>
             Some(Problem {
                 path: format!("routes[{index}]"),
                 message: format!(
-                    "partition {topic}[{partition}] is halted before offset {offset} (on_error: stop): \
-                     {error}. Fix the cause (the record, the table, or set on_error: dead_letter), \
-                     then restart sluice"
+                    "partition {topic}[{partition}] is halted before offset {offset}: {error}. \
+                     Fix the cause, then restart sluice (docs/operations.md, \"Halted partitions\")"
                 ),
             })
         })
         .collect()
 }
 
-async fn check_kafka(config: &Config) -> Vec<Problem> {
+async fn check_kafka(config: &Config, stored: Stored) -> Vec<Problem> {
     let consumer: BaseConsumer = match client_config(config).create() {
         Ok(c) => c,
         Err(e) => {
@@ -143,6 +201,7 @@ async fn check_kafka(config: &Config) -> Vec<Problem> {
         .map(|(i, r)| (i, r.topic.clone()))
         .collect();
     let brokers = config.kafka.brokers.clone();
+    let config = config.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let mut problems = Vec::new();
         for (i, topic) in topics {
@@ -167,6 +226,9 @@ async fn check_kafka(config: &Config) -> Vec<Problem> {
                     message,
                 }),
             }
+        }
+        if problems.is_empty() {
+            problems.extend(offsets_outside_the_log(&config, &consumer, &stored));
         }
         problems
     })

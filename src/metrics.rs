@@ -33,6 +33,8 @@ pub struct Metrics {
     pub abandoned_records: IntCounter,
     pub reclaims: IntCounter,
     pub worker_panics: IntCounter,
+    pub offset_gap_records: IntCounterVec,
+    pub offset_out_of_range: IntCounterVec,
 }
 
 impl Metrics {
@@ -196,6 +198,16 @@ impl Metrics {
                 "sluice_worker_panics_total",
                 "Partition workers that panicked; each stops the replica with an error (a bug: please report it).",
             )?,
+            offset_gap_records: counter_vec(
+                "sluice_offset_gap_records_total",
+                "Offsets jumped over because the stored offset was outside the log (below its start: retention deleted records sluice never wrote).",
+                &["topic"],
+            )?,
+            offset_out_of_range: counter_vec(
+                "sluice_offset_out_of_range_total",
+                "Times a partition's stored offset did not fit the log, by where it was (ahead_of_end, behind_start) and what sluice did (halted, moved).",
+                &["topic", "edge", "action"],
+            )?,
         };
         // Until a throttle says otherwise, the limit is infinite.
         metrics.throttle_rate.set(f64::INFINITY);
@@ -223,6 +235,10 @@ mod tests {
         m.committed_offset.with_label_values(&["t", "0"]).set(1);
         m.lag_records.with_label_values(&["t", "0"]).set(1);
         m.lag_seconds.with_label_values(&["t", "0"]).set(1.0);
+        m.offset_gap_records.with_label_values(&["t"]).inc();
+        m.offset_out_of_range
+            .with_label_values(&["t", "behind_start", "moved"])
+            .inc();
         let mut names = Vec::new();
         for family in registry.gather() {
             let name = family.name().to_string();

@@ -58,12 +58,21 @@ pub struct OffsetStore {
     advance_sql: String,
     read_sql: String,
     halt_sql: String,
+    seed_sql: String,
+    settle_sql: String,
+    jump_sql: String,
 }
+
+/// The owner of a row seeded for a partition nobody has claimed yet.
+pub const UNCLAIMED: Uuid = Uuid::nil();
 
 impl OffsetStore {
     pub fn new(state_schema: &str) -> OffsetStore {
         let schema = quote_ident(state_schema);
         let table = format!("{schema}.offsets");
+        // A row seeded for `start_from: latest` is unowned (the nil token):
+        // the first claim takes it like any other row.
+        let unclaimed = UNCLAIMED;
         OffsetStore {
             // Taking the row lock makes a claim wait for the previous owner's
             // in-flight commit, so the offset it returns is the latest one.
@@ -95,6 +104,30 @@ impl OffsetStore {
                  ON CONFLICT (group_id, topic, partition) \
                  DO UPDATE SET \"offset\" = EXCLUDED.\"offset\", error = EXCLUDED.error, \
                  sqlstate = EXCLUDED.sqlstate, halted_at = now()"
+            ),
+            // Only while no partition of the topic has an offset: once one
+            // has, the topic is known and a partition without one is new.
+            // Concurrent seeders conflict on the rows; the loser's update
+            // finds them set and does nothing.
+            seed_sql: format!(
+                "INSERT INTO {table} AS t (group_id, topic, partition, next_offset, owner) \
+                 SELECT $1::text, $2::text, s.p, s.o, '{unclaimed}'::uuid \
+                 FROM unnest($3::int4[], $4::int8[]) AS s(p, o) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} \
+                   WHERE group_id = $1 AND topic = $2 AND next_offset IS NOT NULL) \
+                 ON CONFLICT (group_id, topic, partition) \
+                 DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now() \
+                 WHERE t.next_offset IS NULL"
+            ),
+            settle_sql: format!(
+                "UPDATE {table} SET next_offset = COALESCE(next_offset, $5), updated_at = now() \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $4 \
+                 RETURNING next_offset"
+            ),
+            jump_sql: format!(
+                "UPDATE {table} SET next_offset = $6, updated_at = now() \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3 \
+                 AND owner = $4 AND next_offset IS NOT DISTINCT FROM $5"
             ),
         }
     }
@@ -166,6 +199,65 @@ impl OffsetStore {
                     &sqlstate,
                     &owner,
                 ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// `start_from: latest` on a topic this group never wrote: stores the
+    /// current log end of every partition the topic has (`ends`), so that
+    /// "latest" is decided once for the topic, and a partition added to it
+    /// later, which has no row, is known to be new. Does nothing once any
+    /// partition of the topic has an offset. Returns the rows written.
+    pub async fn seed(
+        &self,
+        client: &impl GenericClient,
+        group_id: &str,
+        topic: &str,
+        ends: &[(i32, i64)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let (partitions, offsets): (Vec<i32>, Vec<i64>) = ends.iter().copied().unzip();
+        let stmt = client.prepare_cached(&self.seed_sql).await?;
+        client
+            .execute(&stmt, &[&group_id, &topic, &partitions, &offsets])
+            .await
+    }
+
+    /// Stores `start` as the partition's next offset unless it has one;
+    /// returns the offset stored now (`None` when `owner` lost the claim).
+    pub async fn settle(
+        &self,
+        client: &impl GenericClient,
+        key: &PartitionKey,
+        owner: Uuid,
+        start: i64,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        let stmt = client.prepare_cached(&self.settle_sql).await?;
+        let row = client
+            .query_opt(
+                &stmt,
+                &[&key.group_id, &key.topic, &key.partition, &owner, &start],
+            )
+            .await?;
+        row.map(|r| r.try_get(0)).transpose().map(Option::flatten)
+    }
+
+    /// Moves the stored offset from `from` to `to` (a stored offset outside
+    /// the log, moved by the configured rule); fenced like a commit, so
+    /// `false` means the row is no longer this owner's or moved meanwhile.
+    pub async fn jump(
+        &self,
+        client: &impl GenericClient,
+        key: &PartitionKey,
+        owner: Uuid,
+        from: i64,
+        to: i64,
+    ) -> Result<bool, tokio_postgres::Error> {
+        let stmt = client.prepare_cached(&self.jump_sql).await?;
+        let n = client
+            .execute(
+                &stmt,
+                &[&key.group_id, &key.topic, &key.partition, &owner, &from, &to],
             )
             .await?;
         Ok(n == 1)

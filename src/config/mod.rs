@@ -7,6 +7,7 @@ mod defaults;
 mod error;
 mod expand;
 mod names;
+mod route;
 mod secret;
 mod units;
 mod validate;
@@ -23,6 +24,7 @@ pub use columns::ColumnSource;
 use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use names::{is_plain_identifier, quote_ident, TableName};
+pub use route::{Format, Mode, OnError, OffsetOutOfRange, RouteConfig, WriteMethod};
 pub use secret::{redact_url, Secret};
 pub use units::{parse_duration, ByteSize};
 
@@ -157,6 +159,18 @@ pub struct KafkaConfig {
     /// empty.
     #[serde(default, deserialize_with = "units::string_map")]
     pub librdkafka: BTreeMap<String, String>,
+    /// What a partition does when its offset stored in Postgres does not
+    /// fit the log. `halt`: hold it, write nothing and report it (`/readyz`
+    /// 503, an ERROR, `sluice_partitions_halted`, `sluice check`) until an
+    /// operator moves the stored offset. `earliest`: go on from the log
+    /// start, counting the skipped offsets in
+    /// `sluice_offset_gap_records_total`. Absent: the stored offset is
+    /// ahead of the log end (a recreated topic, a truncated log, another
+    /// cluster) → `halt`; behind the log start (retention deleted records
+    /// sluice never wrote) → `earliest`, with a WARN. Routes may override
+    /// it. Default: absent.
+    #[serde(default)]
+    pub on_offset_out_of_range: Option<OffsetOutOfRange>,
 }
 
 /// Where to start consuming a partition that has no offset in Postgres.
@@ -244,118 +258,6 @@ pub struct BatchConfig {
     /// 10m). Default: `50ms`.
     #[serde(default = "default_linger", deserialize_with = "units::duration")]
     pub linger: Duration,
-}
-
-/// One entry of `routes`: a topic and the table its messages go to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// The Kafka topic to consume; each topic may be routed once. Required.
-    pub topic: String,
-    /// The target table, `schema.table` or `table` (schema `public`);
-    /// unquoted names fold to lower case, double-quote others. Required.
-    pub table: String,
-    /// How message values are decoded: `json` (columns point into the JSON
-    /// value) or `raw` (bytes as they are). Default: `json`.
-    #[serde(default = "default_format")]
-    pub format: Format,
-    /// How rows are written: `copy` (binary COPY) or `insert` (multi-row
-    /// INSERT, chunked under 65,535 parameters). Default: `copy`.
-    #[serde(default = "default_write_method")]
-    pub write_method: WriteMethod,
-    /// Idempotency key: columns whose values identify a row, each one mapped
-    /// under `columns`. Default: absent, which keys rows by their Kafka
-    /// coordinates (topic, partition, offset).
-    #[serde(default)]
-    pub key: Option<Vec<String>>,
-    /// Table column name (exactly as in PostgreSQL) to its source: a JSON
-    /// pointer into the value (`/customer/id`, `/` for the whole value) or a
-    /// Kafka field (`$topic`, `$partition`, `$offset`, `$key`, `$value`,
-    /// `$timestamp`, `$headers.<name>`). Required: at least one.
-    #[serde(deserialize_with = "units::unique_map")]
-    pub columns: BTreeMap<String, ColumnSource>,
-    /// `append` (insert every record as a new row) or `upsert` (insert or
-    /// update the row with the same `key`; several records for one key in a
-    /// batch collapse to the result of applying them in offset order).
-    /// Default: `append`.
-    #[serde(default)]
-    pub mode: Mode,
-    /// Upsert only: a mapped integer or timestamp column holding the
-    /// record's version. A record updates the stored row only if its version
-    /// is greater, so a replayed or late old record never overwrites newer
-    /// state (such records are counted, not errors). Default: absent.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Upsert only: a record with a key and no value (a tombstone) deletes
-    /// the row, in order with the upserts around it. Every `key` column must
-    /// then come from the record key (`$key` or `$key/<pointer>`). Without
-    /// it, tombstones are skipped and counted. Default: `false`.
-    #[serde(default)]
-    pub delete_on_tombstone: bool,
-    /// What a record that cannot be decoded or that Postgres refuses does:
-    /// `dead_letter` (written to the dead-letter table; the partition goes
-    /// on) or `stop` (the partition halts before it, the service reports not
-    /// ready, and `sluice check` says why). Default: `dead_letter`.
-    #[serde(default)]
-    pub on_error: OnError,
-    /// Allows an `UNLOGGED` target table. Postgres empties an unlogged table
-    /// after a crash while sluice's offsets (logged) survive, so the rows of
-    /// every committed batch would be lost without a trace: `sluice check`
-    /// and start-up refuse such a table unless this says that losing rows on
-    /// a crash is acceptable. Default: `false`.
-    #[serde(default)]
-    pub allow_unlogged: bool,
-}
-
-/// How a route writes its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Every record is a new row.
-    #[default]
-    Append,
-    /// Insert, or update the row with the same key.
-    Upsert,
-}
-
-/// What a bad record does to its partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Dead-letter it and go on.
-    #[default]
-    DeadLetter,
-    /// Halt the partition before it.
-    Stop,
-}
-
-impl RouteConfig {
-    /// The parsed `table` (always `Ok` once `Config::validate` passed).
-    pub fn table_name(&self) -> Result<TableName, String> {
-        TableName::parse(&self.table)
-    }
-}
-
-/// How a route decodes message values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The value is a JSON document.
-    #[default]
-    Json,
-    /// The value is opaque bytes.
-    Raw,
-}
-
-/// How a route writes rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteMethod {
-    /// Binary COPY into a staging table.
-    #[default]
-    Copy,
-    /// Multi-row INSERT, chunked under 65,535 bind parameters.
-    Insert,
 }
 
 /// The `http` section.
@@ -461,6 +363,13 @@ impl Config {
     }
 
     /// The route for a topic.
+    /// The out-of-range rule of a topic: its route's, else `kafka`'s.
+    pub fn offset_out_of_range(&self, topic: &str) -> Option<OffsetOutOfRange> {
+        self.route(topic)
+            .and_then(|r| r.on_offset_out_of_range)
+            .or(self.kafka.on_offset_out_of_range)
+    }
+
     pub fn route(&self, topic: &str) -> Option<&RouteConfig> {
         self.routes.iter().find(|route| route.topic == topic)
     }

@@ -33,7 +33,7 @@ const OWNED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
     ),
     (
         "auto.offset.reset",
-        "sluice sets it; use kafka.start_from instead",
+        "sluice sets it; use kafka.start_from (where a new partition starts) and kafka.on_offset_out_of_range (a stored offset outside the log) instead",
     ),
     // read_uncommitted would write records of aborted Kafka transactions.
     (

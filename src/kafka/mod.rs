@@ -1,25 +1,24 @@
 //! The Kafka side: client settings and the consumer group's rebalances.
 
+pub mod log;
 mod rebalance;
 
 use rdkafka::consumer::stream_consumer::{StreamConsumer, StreamPartitionQueue};
 use rdkafka::{ClientConfig, Offset};
 
-use crate::config::{Config, StartFrom};
+use crate::config::Config;
 
 pub use rebalance::SinkContext;
 
 pub type SinkConsumer = StreamConsumer<SinkContext>;
 pub type PartitionQueue = StreamPartitionQueue<SinkContext>;
 
-/// Where a partition starts: its offset in Postgres, or `start_from`.
-pub fn start_offset(stored: Option<i64>, start_from: StartFrom) -> Offset {
-    match (stored, start_from) {
-        (Some(n), _) => Offset::Offset(n),
-        (None, StartFrom::Earliest) => Offset::Beginning,
-        (None, StartFrom::Latest) => Offset::End,
-        (None, StartFrom::Committed) => Offset::Stored,
-    }
+/// Where a partition is read from: its offset in Postgres. A claimed
+/// partition always has one (pipeline::start stores `start_from`'s answer
+/// at the first claim); `None` is a claim lost meanwhile, whose worker is
+/// fenced out before it writes anything, so any position does.
+pub fn start_offset(stored: Option<i64>) -> Offset {
+    stored.map_or(Offset::Beginning, Offset::Offset)
 }
 
 /// librdkafka settings: sluice's defaults, then the user's raw settings
@@ -55,10 +54,6 @@ pub fn client_config(config: &Config) -> ClientConfig {
     for (k, v) in &config.kafka.librdkafka {
         cc.set(k, v);
     }
-    let reset = match config.kafka.start_from {
-        StartFrom::Latest => "latest",
-        StartFrom::Earliest | StartFrom::Committed => "earliest",
-    };
     cc.set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", &config.kafka.group_id)
         // Offsets live in Postgres; Kafka gets them afterwards, advisory.
@@ -66,6 +61,10 @@ pub fn client_config(config: &Config) -> ClientConfig {
         .set("enable.auto.commit", "true")
         // Records of aborted Kafka transactions must never be written.
         .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", reset);
+        // A fetch outside the log must never move silently: librdkafka
+        // reports it to the partition's worker instead, which applies
+        // `on_offset_out_of_range` (pipeline::edges). Partitions are always
+        // assigned a concrete stored offset, so nothing else resets.
+        .set("auto.offset.reset", "error");
     cc
 }

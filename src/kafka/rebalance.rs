@@ -9,6 +9,7 @@
 //! done (or `kafka.revoke_timeout` passed: a worker still writing then is
 //! fenced out by the next owner's claim).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -21,11 +22,13 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::{error, info, warn};
+use uuid::Uuid;
 
-use super::{start_offset, SinkConsumer};
+use super::{log, start_offset, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::pipeline::worker::PartitionWorker;
-use crate::pipeline::{Shared, Workers};
+use crate::pipeline::edges::Checked;
+use crate::pipeline::{Shared, StartFacts, Workers};
 
 pub struct SinkContext {
     consumer: OnceLock<Weak<SinkConsumer>>,
@@ -64,9 +67,11 @@ impl SinkContext {
             error!("rebalance before the consumer was set up; not starting workers");
             return;
         };
-        let claims = self.block_on(join_all(parts.iter().map(|key| shared.claim(key))));
+        let claims = self.block_on(join_all(parts.iter().map(|key| shared.claim(key, &shared.stop))));
+        let claims = self.settle_starts(&consumer, &parts, claims);
+        let (claims, halts) = self.check_edges(&consumer, &parts, claims);
         let mut started = 0;
-        for (key, claim) in parts.into_iter().zip(claims) {
+        for ((key, claim), halt) in parts.into_iter().zip(claims).zip(halts) {
             // Split even when not starting a worker, so that no record of an
             // assigned partition ever reaches the main queue.
             let queue = consumer.split_partition_queue(&key.topic, key.partition);
@@ -77,7 +82,7 @@ impl SinkContext {
                 shared.fail(format!("assigned {key}, a topic with no route"));
                 continue;
             };
-            let offset = start_offset(stored, shared.start_from);
+            let offset = start_offset(stored);
             if let Err(e) = tpl.set_partition_offset(&key.topic, key.partition, offset) {
                 shared.fail(format!("cannot set the start offset of {key}: {e}"));
                 continue;
@@ -89,6 +94,7 @@ impl SinkContext {
                     key,
                     owner,
                     next_offset: stored,
+                    halt_at_start: halt,
                     queue,
                     consumer: Arc::clone(&consumer),
                     writer,
@@ -136,6 +142,107 @@ impl SinkContext {
             .assigned_partitions
             .set(self.workers.len() as i64);
         info!(partitions = parts.len(), "partitions revoked");
+    }
+
+    /// Partitions claimed with no stored offset get their start resolved
+    /// from `kafka.start_from` and stored now (pipeline::start), so it is
+    /// decided once. A failure stops the service (the claim is dropped).
+    fn settle_starts(
+        &self,
+        consumer: &SinkConsumer,
+        parts: &[PartitionKey],
+        mut claims: Vec<Option<(Uuid, Option<i64>)>>,
+    ) -> Vec<Option<(Uuid, Option<i64>)>> {
+        let shared = &self.shared;
+        let mut by_topic: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (key, claim)) in parts.iter().zip(&claims).enumerate() {
+            if matches!(claim, Some((_, None))) {
+                by_topic.entry(key.topic.as_str()).or_default().push(i);
+            }
+        }
+        for (topic, idx) in by_topic {
+            let numbers: Vec<i32> = idx.iter().map(|&i| parts[i].partition).collect();
+            let facts = self.blocking(|| {
+                let mut tries = 0;
+                loop {
+                    match StartFacts::gather(consumer, shared.start_from, topic, &numbers) {
+                        Ok(facts) => break Ok(facts),
+                        Err(e) if tries < 2 && !shared.stop.is_cancelled() => {
+                            tries += 1;
+                            warn!(topic, error = %e, "cannot read the log bounds yet; retrying");
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+            });
+            let settled = match facts {
+                Ok(facts) => {
+                    let unsettled: Vec<(PartitionKey, Uuid)> = idx
+                        .iter()
+                        .filter_map(|&i| Some((parts[i].clone(), claims[i]?.0)))
+                        .collect();
+                    self.block_on(shared.settle(&facts, &unsettled, &shared.stop))
+                }
+                Err(e) => {
+                    shared.fail(format!(
+                        "cannot resolve kafka.start_from for topic {topic}: reading its log bounds failed: {e}"
+                    ));
+                    None
+                }
+            };
+            for (n, &i) in idx.iter().enumerate() {
+                claims[i] = match (&settled, claims[i]) {
+                    (Some(stored), Some((owner, _))) => Some((owner, stored.get(n).copied().flatten())),
+                    _ => None,
+                };
+            }
+        }
+        claims
+    }
+
+    /// Each claimed partition's stored offset checked against its log
+    /// before it is read (pipeline::edges): moved by the rule, or marked to
+    /// halt at once. A partition whose bounds cannot be read now is read as
+    /// stored; should that be outside the log, the fetch reports it to the
+    /// worker, which applies the same rule.
+    #[allow(clippy::type_complexity)]
+    fn check_edges(
+        &self,
+        consumer: &SinkConsumer,
+        parts: &[PartitionKey],
+        mut claims: Vec<Option<(Uuid, Option<i64>)>>,
+    ) -> (Vec<Option<(Uuid, Option<i64>)>>, Vec<Option<(i64, String)>>) {
+        let shared = &self.shared;
+        let mut halts = vec![None; parts.len()];
+        for (i, key) in parts.iter().enumerate() {
+            let Some((owner, Some(stored))) = claims[i] else {
+                continue;
+            };
+            let bounds = match self.blocking(|| log::bounds(consumer, &key.topic, key.partition)) {
+                Ok(bounds) => bounds,
+                Err(e) => {
+                    warn!(partition = %key, error = %e, "cannot read the log bounds; the fetch will tell");
+                    continue;
+                }
+            };
+            match self.block_on(shared.check_edge(key, owner, stored, bounds, &shared.stop)) {
+                Checked::Read(at) => claims[i] = Some((owner, Some(at))),
+                Checked::Halt { offset, reason } => halts[i] = Some((offset, reason)),
+                // The worker is fenced out at its first commit.
+                Checked::Fenced => {}
+                Checked::Stopped => claims[i] = None,
+            }
+        }
+        (claims, halts)
+    }
+
+    /// Runs a blocking call (a broker query) from librdkafka's callback
+    /// without stalling the runtime's other tasks.
+    fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+            _ => f(),
+        }
     }
 
     /// Runs async work from inside librdkafka's callback, which is called

@@ -1,6 +1,8 @@
 //! Partition workers and what they share.
 
+pub mod edges;
 mod reposition;
+mod start;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -18,12 +20,13 @@ use tracing::{error, info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
-use crate::config::{BatchConfig, Config, RetryConfig, StartFrom};
+use crate::config::{BatchConfig, Config, OffsetOutOfRange, RetryConfig, StartFrom};
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::writer::TableWriter;
 use crate::throttle::Throttle;
+pub use start::StartFacts;
 use worker::{Exit, PartitionWorker};
 
 /// Read-mostly state every worker uses.
@@ -36,6 +39,9 @@ pub struct Shared {
     pub batch: BatchConfig,
     pub group_id: String,
     pub start_from: StartFrom,
+    /// Each routed topic's rule for a stored offset outside the log
+    /// (`None`: the default rule, see `kafka.on_offset_out_of_range`).
+    pub out_of_range: HashMap<String, Option<OffsetOutOfRange>>,
     pub revoke_timeout: Duration,
     pub retry: RetryConfig,
     /// The write budget, if `throttle` sets one.
@@ -92,6 +98,11 @@ impl Shared {
             batch: config.batch.clone(),
             group_id: config.kafka.group_id.clone(),
             start_from: config.kafka.start_from,
+            out_of_range: config
+                .routes
+                .iter()
+                .map(|r| (r.topic.clone(), config.offset_out_of_range(&r.topic)))
+                .collect(),
             revoke_timeout: config.kafka.revoke_timeout,
             retry: config.retry.clone(),
             throttle,
@@ -264,33 +275,56 @@ impl Shared {
 
     /// Claims a partition, retrying while Postgres is unavailable. `None`
     /// when shutting down or on a fatal error (which stops the service).
-    pub async fn claim(&self, key: &PartitionKey) -> Option<(Uuid, Option<i64>)> {
+    pub async fn claim(
+        &self,
+        key: &PartitionKey,
+        cancel: &CancellationToken,
+    ) -> Option<(Uuid, Option<i64>)> {
         let owner = Uuid::new_v4();
-        let mut backoff = Backoff::new(self.retry.initial_backoff, self.retry.max_backoff);
-        loop {
-            let claim = async {
+        let stored = self
+            .retrying(key, "claim", cancel, || async {
                 let client = self.pool.get().await?;
                 Ok(self.offsets.claim(&client, key, owner).await?)
+            })
+            .await?;
+        Some((owner, stored))
+    }
+
+    /// Runs one Postgres step for a partition, retrying retryable errors
+    /// (with backoff) and bounding each attempt by `attempt_deadline`.
+    /// `None` when `cancel` fires (shutdown, or the worker's own stop) or on
+    /// a fatal error (which stops the service, naming `what` failed).
+    pub async fn retrying<T, F, Fut>(
+        &self,
+        key: &PartitionKey,
+        what: &str,
+        cancel: &CancellationToken,
+        mut attempt: F,
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SinkError>>,
+    {
+        let mut backoff = Backoff::new(self.retry.initial_backoff, self.retry.max_backoff);
+        loop {
+            let result = match tokio::time::timeout(self.attempt_deadline, attempt()).await {
+                Ok(result) => result,
+                Err(_) => Err(SinkError::Timeout(self.attempt_deadline)),
             };
-            let result: Result<Option<i64>, SinkError> =
-                match tokio::time::timeout(self.attempt_deadline, claim).await {
-                    Ok(result) => result,
-                    Err(_) => Err(SinkError::Timeout(self.attempt_deadline)),
-                };
             match result {
-                Ok(stored) => return Some((owner, stored)),
+                Ok(value) => return Some(value),
                 Err(e) if e.class() == ErrorClass::Retry => {
                     self.metrics
                         .pg_errors
                         .with_label_values(&[&e.class_label()])
                         .inc();
-                    warn!(partition = %key, error = %e, "cannot claim partition yet; retrying");
-                    if !backoff.wait(&self.stop).await {
+                    warn!(partition = %key, error = %e, "cannot {what} yet; retrying");
+                    if !backoff.wait(cancel).await {
                         return None;
                     }
                 }
                 Err(e) => {
-                    self.fail(format!("cannot claim {key}: {e}"));
+                    self.fail(format!("cannot {what} {key}: {e}"));
                     return None;
                 }
             }

@@ -1,23 +1,28 @@
 //! Where a partition worker reads from after the fence or Postgres moved
 //! it: rewinding to a stored offset Postgres lost commits behind, claiming a
-//! partition again after a stale fence-out, and seeking (never to
-//! librdkafka's `Stored`, which it refuses).
+//! partition again after a stale fence-out, and seeking (always to a
+//! concrete offset: librdkafka refuses to seek to `Stored`).
 
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::warn;
+use tracing::{info, warn};
 
+use super::start::StartFacts;
 use super::worker::{PartitionWorker, WorkerError};
 use crate::kafka::start_offset;
 
 impl PartitionWorker {
     /// Postgres holds an older offset than this worker wrote: re-read from it.
-    pub(super) fn rewind(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
+    pub(super) async fn rewind(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
         warn!(partition = %self.key, ?next_offset, expected = ?self.next_offset,
               "Postgres lost committed batches; re-reading from its offset");
+        let next_offset = match next_offset {
+            Some(n) => Some(n),
+            // It lost even the stored start: decide it again, as a claim.
+            None => self.settle_start().await?,
+        };
         self.seek(next_offset)
     }
 
@@ -36,30 +41,96 @@ impl PartitionWorker {
             _ = self.stop.cancelled() => return Ok(false),
             _ = tokio::time::sleep(self.shared.revoke_timeout) => {}
         }
-        let Some((owner, stored)) = self.shared.claim(&self.key).await else {
+        // A revoke may have come while Postgres was slow: claiming then
+        // would steal the partition from its legitimate new owner.
+        if !self.still_assigned() {
+            return Ok(false);
+        }
+        let Some((owner, stored)) = self.shared.claim(&self.key, &self.stop).await else {
             return Ok(false);
         };
+        if self.stop.is_cancelled() || !self.still_assigned() {
+            // Revoked during the claim: the new owner's claim (after ours, as
+            // its revoke waited for this worker or timed out) fences ours.
+            info!(partition = %self.key, "revoked while claiming again; stopping");
+            return Ok(false);
+        }
         warn!(partition = %self.key, %owner, next_offset = ?stored,
               "still assigned here after being fenced out; claimed the partition again");
         self.shared.metrics.reclaims.inc();
         self.owner = owner;
+        let stored = match stored {
+            Some(n) => Some(n),
+            None => self.settle_start().await?,
+        };
         self.seek(stored)?;
         self.shared.track(&self.key, stored, None);
         Ok(true)
     }
 
+    /// Whether the consumer still has this partition and this worker was
+    /// not told to stop.
+    fn still_assigned(&self) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
+        match self.consumer.assignment() {
+            Ok(tpl) => tpl
+                .find_partition(&self.key.topic, self.key.partition)
+                .is_some(),
+            // Unknown: the claim is fenced like any other, so try it.
+            Err(_) => true,
+        }
+    }
+
+    /// The partition's row holds no offset: resolves `kafka.start_from`
+    /// and stores it, as the first claim does (pipeline::start).
+    async fn settle_start(&mut self) -> Result<Option<i64>, WorkerError> {
+        let (topic, partition) = (self.key.topic.clone(), self.key.partition);
+        let start_from = self.shared.start_from;
+        let consumer = &*self.consumer;
+        let facts = tokio::task::block_in_place(|| {
+            StartFacts::gather(consumer, start_from, &topic, &[partition])
+        })
+        .map_err(WorkerError::LogBounds)?;
+        let claims = [(self.key.clone(), self.owner)];
+        let shared = std::sync::Arc::clone(&self.shared);
+        Ok(shared
+            .settle(&facts, &claims, &self.stop)
+            .await
+            .and_then(|stored| stored.first().copied().flatten()))
+    }
+
+    /// After librdkafka stopped fetching the partition (a fetch outside the
+    /// log, with `auto.offset.reset=error`), it refuses a seek (`__STATE`):
+    /// only an assignment starts the fetcher again. So the partition is
+    /// unassigned and assigned again at `offset`, without a rebalance (its
+    /// queue stays split off to this worker).
+    pub(super) fn restart_fetch(&mut self, offset: i64) -> Result<(), WorkerError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.key.topic, self.key.partition);
+        let mut at = TopicPartitionList::new();
+        at.add_partition_offset(&self.key.topic, self.key.partition, Offset::Offset(offset))
+            .and_then(|()| {
+                tokio::task::block_in_place(|| {
+                    self.consumer
+                        .incremental_unassign(&tpl)
+                        .and_then(|()| self.consumer.incremental_assign(&at))
+                })
+            })
+            .map_err(|source| WorkerError::Seek {
+                offset: Some(offset),
+                source,
+            })?;
+        self.next_offset = Some(offset);
+        Ok(())
+    }
+
     /// Re-reads the partition from `next_offset` (records already queued
     /// from before are dropped by librdkafka or skipped by `accept`).
-    fn seek(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
-        let offset = start_offset(next_offset, self.shared.start_from);
+    pub(super) fn seek(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
+        let offset = start_offset(next_offset);
         tokio::task::block_in_place(|| {
-            // librdkafka refuses to seek to `Stored` (__INVALID_ARG, which
-            // would stop the replica): resolve the group's committed offset
-            // first; none committed means the start, as auto.offset.reset.
-            let offset = match offset {
-                Offset::Stored => self.committed_offset()?,
-                other => other,
-            };
             self.consumer.seek(
                 &self.key.topic,
                 self.key.partition,
@@ -73,23 +144,5 @@ impl PartitionWorker {
         })?;
         self.next_offset = next_offset;
         Ok(())
-    }
-
-    /// The offset committed to Kafka for this partition, as a concrete
-    /// position to seek to (`Beginning` when none is committed).
-    fn committed_offset(&self) -> KafkaResult<Offset> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.key.topic, self.key.partition);
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(10))?;
-        Ok(committed
-            .find_partition(&self.key.topic, self.key.partition)
-            .map(|e| e.offset())
-            .and_then(|o| match o {
-                Offset::Offset(n) if n >= 0 => Some(Offset::Offset(n)),
-                _ => None,
-            })
-            .unwrap_or(Offset::Beginning))
     }
 }

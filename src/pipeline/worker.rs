@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::FutureExt as _;
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
@@ -68,6 +68,8 @@ pub enum Exit {
 pub enum WorkerError {
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error("cannot read the partition's log bounds: {0}")]
+    LogBounds(rdkafka::error::KafkaError),
     #[error("cannot seek to offset {offset:?}: {source}")]
     Seek {
         offset: Option<i64>,
@@ -80,6 +82,9 @@ pub struct PartitionWorker {
     pub owner: Uuid,
     /// The stored next offset (`None`: nothing committed yet).
     pub next_offset: Option<i64>,
+    /// Halt before reading anything: the stored offset was found outside
+    /// the log at assignment (offset, reason; pipeline::edges).
+    pub halt_at_start: Option<(i64, String)>,
     pub queue: PartitionQueue,
     pub consumer: Arc<SinkConsumer>,
     pub writer: Arc<TableWriter>,
@@ -91,22 +96,26 @@ enum Next {
     Record(Record),
     Linger,
     Stop,
+    /// librdkafka found the position outside the log (pipeline::edges).
+    OutOfRange,
 }
 
 impl PartitionWorker {
     pub async fn run(mut self) -> Exit {
         let shared = Arc::clone(&self.shared);
-        let writer = Arc::clone(&self.writer);
         let limits = &shared.batch;
         let max_bytes = usize::try_from(limits.max_bytes.bytes()).unwrap_or(usize::MAX);
         let mut batch: Vec<Record> = Vec::with_capacity(limits.max_rows.min(16_384));
         shared.track(&self.key, self.next_offset, None);
+        if let Some((offset, reason)) = self.halt_at_start.take() {
+            return self.halt(offset, reason, None).await;
+        }
         loop {
-            let mut state = State::Collecting;
-            debug!(partition = %self.key, ?state, next_offset = ?self.next_offset);
+            debug!(partition = %self.key, state = ?State::Collecting, next_offset = ?self.next_offset);
             batch.clear();
             let mut bytes = 0usize;
             let mut deadline = None;
+            let mut out_of_range = false;
             while batch.len() < limits.max_rows && bytes < max_bytes {
                 match self.next(deadline).await {
                     Next::Record(record) => {
@@ -116,63 +125,85 @@ impl PartitionWorker {
                     }
                     Next::Linger => break,
                     Next::Stop => return self.abandon(&batch),
-                }
-            }
-            if let Some(throttle) = &shared.throttle {
-                if !self.throttled(throttle, batch.len(), bytes).await {
-                    return self.abandon(&batch);
-                }
-            }
-            state = State::Writing;
-            debug!(partition = %self.key, ?state, records = batch.len());
-            let committer = Committer {
-                pool: &shared.pool,
-                offsets: &shared.offsets,
-                writer: &writer,
-                metrics: &shared.metrics,
-                key: &self.key,
-                owner: self.owner,
-                cancel: &self.stop,
-                retry: &shared.retry,
-                deadline: shared.attempt_deadline,
-                throttle: shared.throttle.as_deref(),
-            };
-            match self
-                .pausing(committer.commit(self.next_offset, &batch))
-                .await
-            {
-                Ok(Outcome::Committed { next_offset }) => {
-                    self.committed(next_offset);
-                    let last_ts = batch.last().and_then(|r| r.timestamp_ms);
-                    shared.track(&self.key, Some(next_offset), last_ts);
-                }
-                Ok(Outcome::Stale { owner }) => {
-                    info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
-                    match self.reclaim().await {
-                        Ok(true) => {}
-                        Ok(false) => return Exit::Stale { owner },
-                        Err(e) => return Exit::Failed(e),
+                    Next::OutOfRange => {
+                        out_of_range = true;
+                        break;
                     }
                 }
-                Ok(Outcome::Rewound { next_offset }) => {
-                    if let Err(e) = self.rewind(next_offset) {
-                        return Exit::Failed(e);
-                    }
-                }
-                Ok(Outcome::Cancelled) => return self.abandon(&batch),
-                Ok(Outcome::Halted {
-                    next_offset,
-                    offset,
-                    reason,
-                    sqlstate,
-                }) => {
-                    if let Some(n) = next_offset {
-                        self.committed(n);
-                    }
-                    return self.halt(offset, reason, sqlstate).await;
-                }
-                Err(e) => return Exit::Failed(e.into()),
             }
+            // What came before the edge is written first.
+            if !batch.is_empty() {
+                if let Some(exit) = self.write(&batch, bytes).await {
+                    return exit;
+                }
+            }
+            if out_of_range {
+                if let Some(exit) = self.out_of_range().await {
+                    return exit;
+                }
+            }
+        }
+    }
+
+    /// Writes one batch in one transaction. `None`: go on collecting;
+    /// otherwise the worker ends so.
+    async fn write(&mut self, batch: &[Record], bytes: usize) -> Option<Exit> {
+        let shared = Arc::clone(&self.shared);
+        let writer = Arc::clone(&self.writer);
+        if let Some(throttle) = &shared.throttle {
+            if !self.throttled(throttle, batch.len(), bytes).await {
+                return Some(self.abandon(batch));
+            }
+        }
+        debug!(partition = %self.key, state = ?State::Writing, records = batch.len());
+        let committer = Committer {
+            pool: &shared.pool,
+            offsets: &shared.offsets,
+            writer: &writer,
+            metrics: &shared.metrics,
+            key: &self.key,
+            owner: self.owner,
+            cancel: &self.stop,
+            retry: &shared.retry,
+            deadline: shared.attempt_deadline,
+            throttle: shared.throttle.as_deref(),
+        };
+        match self
+            .pausing(committer.commit(self.next_offset, batch))
+            .await
+        {
+            Ok(Outcome::Committed { next_offset }) => {
+                self.committed(next_offset);
+                let last_ts = batch.last().and_then(|r| r.timestamp_ms);
+                shared.track(&self.key, Some(next_offset), last_ts);
+                None
+            }
+            Ok(Outcome::Stale { owner }) => {
+                info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
+                match self.reclaim().await {
+                    Ok(true) => None,
+                    Ok(false) => Some(Exit::Stale { owner }),
+                    Err(e) => Some(Exit::Failed(e)),
+                }
+            }
+            Ok(Outcome::Rewound { next_offset }) => {
+                self.rewind(next_offset).await.err().map(Exit::Failed)
+            }
+            Ok(Outcome::Cancelled) => Some(self.abandon(batch)),
+            Ok(Outcome::Halted {
+                next_offset,
+                offset,
+                reason,
+                sqlstate,
+            }) => {
+                if let Some(n) = next_offset {
+                    self.committed(n);
+                }
+                error!(partition = %self.key, offset, state = ?State::Halted, %reason,
+                       "on_error is stop: partition halted before this record");
+                Some(self.halt(offset, reason, sqlstate).await)
+            }
+            Err(e) => Some(Exit::Failed(e.into())),
         }
     }
 
@@ -196,8 +227,8 @@ impl PartitionWorker {
         while !self.stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
             match self.queue.recv().now_or_never() {
                 Some(msg) => {
-                    if let Some(record) = self.accept(msg) {
-                        return Next::Record(record);
+                    if let Some(next) = self.accept(msg) {
+                        return next;
                     }
                 }
                 None => break,
@@ -216,8 +247,8 @@ impl PartitionWorker {
                 () = self.stop.cancelled() => return Next::Stop,
                 () = &mut linger => return Next::Linger,
                 msg = self.queue.recv() => {
-                    if let Some(record) = self.accept(msg) {
-                        return Next::Record(record);
+                    if let Some(next) = self.accept(msg) {
+                        return next;
                     }
                 }
                 () = tokio::time::sleep(HEAL_INTERVAL) => {}
@@ -290,9 +321,9 @@ impl PartitionWorker {
         }
     }
 
-    /// A received message as a record to batch, or `None` when there is
-    /// nothing to write.
-    fn accept(&self, msg: KafkaResult<BorrowedMessage<'_>>) -> Option<Record> {
+    /// A received message as a record to batch (or the log's edge), or
+    /// `None` when there is nothing to write.
+    fn accept(&self, msg: KafkaResult<BorrowedMessage<'_>>) -> Option<Next> {
         match msg {
             Ok(msg) => {
                 // Records below the stored offset are already in Postgres (a
@@ -300,7 +331,10 @@ impl PartitionWorker {
                 if self.next_offset.is_some_and(|n| msg.offset() < n) {
                     return None;
                 }
-                Some(Record::from_message(&msg))
+                Some(Next::Record(Record::from_message(&msg)))
+            }
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+                Some(Next::OutOfRange)
             }
             Err(e) => {
                 // librdkafka recovers from these by itself (broker down,
@@ -312,7 +346,7 @@ impl PartitionWorker {
         }
     }
 
-    fn committed(&mut self, next_offset: i64) {
+    pub(super) fn committed(&mut self, next_offset: i64) {
         self.next_offset = Some(next_offset);
         self.shared
             .metrics
@@ -335,11 +369,10 @@ impl PartitionWorker {
     }
 
     /// Holds the partition without writing until stopped, so that nothing
-    /// goes past the bad record; records why for `sluice check`.
-    async fn halt(&self, offset: i64, reason: String, sqlstate: Option<String>) -> Exit {
+    /// goes past `offset` (a bad record, or a stored offset outside the
+    /// log); records why for `sluice check` and `/readyz`.
+    pub(super) async fn halt(&self, offset: i64, reason: String, sqlstate: Option<String>) -> Exit {
         let shared = &self.shared;
-        error!(partition = %self.key, offset, state = ?State::Halted, %reason,
-               "on_error is stop: partition halted before this record");
         shared.set_halted(
             &self.key,
             Some(format!("halted before offset {offset}: {reason}")),

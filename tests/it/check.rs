@@ -10,7 +10,7 @@ fn check(yaml: &str) -> (i32, String) {
 }
 
 /// `sluice check <flags> --config <yaml>`.
-fn check_with(flags: &[&str], yaml: &str) -> (i32, String) {
+pub fn check_with(flags: &[&str], yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.yaml");
     std::fs::write(&path, yaml).unwrap();
