@@ -15,6 +15,9 @@ pub struct CatalogColumn {
     pub type_oid: u32,
     pub typmod: i32,
     pub not_null: bool,
+    /// A default fills it when no mapping does (a column default, an
+    /// identity, or its domain's default).
+    pub has_default: bool,
     /// As Postgres would print it, for messages.
     pub type_name: String,
 }
@@ -82,7 +85,8 @@ async fn read_columns(
                     CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END, \
                     a.attnotnull OR t.typnotnull, \
                     format_type(a.atttypid, a.atttypmod), \
-                    c.oid IS NOT NULL \
+                    c.oid IS NOT NULL, \
+                    a.atthasdef OR a.attidentity <> '' OR t.typdefault IS NOT NULL \
              FROM (SELECT 1) one \
              LEFT JOIN pg_namespace n ON n.nspname = $1 \
              LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2 \
@@ -111,6 +115,7 @@ async fn read_columns(
                 typmod: r.try_get(2)?,
                 not_null: r.try_get(3)?,
                 type_name: r.try_get(4)?,
+                has_default: r.try_get(6)?,
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()
@@ -159,6 +164,21 @@ pub fn plan_route(
                 table.quoted()
             ),
         });
+    }
+    // The common cause of a poison storm: every record would be refused
+    // (23502) and dead-lettered one by one.
+    for col in columns {
+        if col.not_null && !col.has_default && !route.columns.contains_key(&col.name) {
+            problems.push(Problem {
+                path: format!("routes[{index}].columns"),
+                message: format!(
+                    "column {} of {table} is NOT NULL with no default, and no mapping fills it: \
+                     Postgres would refuse every record. Map it under routes[{index}].columns, \
+                     or give it a default",
+                    quote_ident(&col.name)
+                ),
+            });
+        }
     }
     let mut planned = Vec::new();
     for (name, source) in &route.columns {

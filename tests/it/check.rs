@@ -123,3 +123,35 @@ fn check_offline_validates_without_connecting() {
     assert_eq!(code, 64, "{text}");
     assert!(text.contains("batch.linger"), "{text}");
 }
+
+/// Hardening #14 (the check half): a NOT NULL column with no default that
+/// no mapping fills makes Postgres refuse every record — a poison storm
+/// that empties the topic into the dead-letter table. `check` (and start-
+/// up, which plans the same way) names the column; a default, an identity
+/// or a mapping each make it fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_an_unfilled_not_null_column() {
+    let (url, client) = fresh_db("check_not_null").await;
+    client
+        .batch_execute(
+            "CREATE TABLE orders (k text, seq bigint, region text NOT NULL, \
+             id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    let kafka = kafka("orders", 1);
+    let base = BASE
+        .replace("BROKERS", kafka.bootstrap_servers())
+        .replace("URL", &url);
+    let blocking = tokio::task::spawn_blocking(move || {
+        let (code, text) = check(&base);
+        assert_ne!(code, 0, "{text}");
+        assert!(text.contains("routes[0].columns"), "{text}");
+        assert!(text.contains("\"region\""), "{text}");
+        assert!(text.contains("NOT NULL with no default"), "{text}");
+        assert!(!text.contains("\"id\"") && !text.contains("\"at\""), "{text}");
+        let (code, text) = check(&base.replace("seq: /seq", "seq: /seq\n      region: /region"));
+        assert_eq!(code, 0, "mapped, it passes:\n{text}");
+    });
+    blocking.await.unwrap();
+}
