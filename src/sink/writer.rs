@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::catalog::PlannedColumn;
 use super::cell::Cell;
-use super::collapse::{collapse, Op};
+use super::collapse::{collapse, KeyEq, Op};
 use super::dead_letters;
 use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
@@ -104,6 +104,8 @@ enum Item {
 #[derive(Debug)]
 struct Upsert {
     key: Vec<usize>,
+    /// How each key column compares in Postgres, in key order.
+    key_eq: Vec<KeyEq>,
     version: Option<usize>,
     /// Set when tombstones delete.
     deletes: Option<RowSql>,
@@ -221,6 +223,10 @@ impl TableWriter {
                     max_rows,
                 )
             }),
+            key_eq: key_cols
+                .iter()
+                .map(|c| KeyEq::for_column(&c.spec, &c.pg_type))
+                .collect(),
             key: key.clone(),
         });
         TableWriter {
@@ -325,7 +331,7 @@ impl TableWriter {
         ops: Vec<Op>,
         stats: &mut WriteStats,
     ) -> Result<(), SinkError> {
-        let collapsed = collapse(ops, &upsert.key, upsert.version);
+        let collapsed = collapse(ops, &upsert.key, &upsert.key_eq, upsert.version);
         stats.stale = collapsed.stale;
         if let (Some(sql), false) = (&upsert.deletes, collapsed.deletes.is_empty()) {
             let mut deletes = RowWriter::open(sql, txn).await?;

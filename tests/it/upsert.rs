@@ -228,3 +228,158 @@ async fn tombstones_between_upserts_in_one_batch_follow_the_model() {
         .get(0);
     assert_eq!(note, "fresh");
 }
+
+/// Runs `events` (topic → (key, value) records, each topic one partition and
+/// its own table) twice: one record per transaction (`max_rows: 1`, i.e.
+/// applied one by one) and all of a topic in one batch. Returns both
+/// databases' tables as text, after checking that the batched run did write
+/// each topic in one batch.
+async fn one_by_one_and_batched(
+    name: &str,
+    schema: &str,
+    route: &str,
+    events: &[(&str, Produced)],
+) -> [BTreeMap<String, Vec<String>>; 2] {
+    let kafka = kafka(events[0].0, 1);
+    let mut ends = Vec::new();
+    for (topic, records) in events {
+        if *topic != events[0].0 {
+            kafka.create_topic(topic, 1).unwrap();
+        }
+        ends.push((*topic, produce_all(&kafka, topic, records.clone()).await));
+    }
+    let mut tables = [BTreeMap::new(), BTreeMap::new()];
+    for (run, max_rows) in [1, 1000].into_iter().enumerate() {
+        let (url, client) = fresh_db(&format!("{name}_{max_rows}")).await;
+        client.batch_execute(schema).await.unwrap();
+        let routes: String = events
+            .iter()
+            .map(|(topic, _)| route.replace("{topic}", topic))
+            .collect();
+        let sink = Sink::start(&format!(
+            r#"
+kafka: {{ brokers: "{}", group_id: g{max_rows} }}
+postgres: {{ url: "{url}", pool_size: 4 }}
+batch: {{ max_rows: {max_rows}, linger: 1s }}
+routes:
+{routes}"#,
+            kafka.bootstrap_servers()
+        ));
+        for (topic, end) in &ends {
+            wait_drained(&client, topic, end, Duration::from_secs(60)).await;
+        }
+        if max_rows > 1 {
+            let batches = sink.metric("sluice_batch_commit_seconds");
+            assert_eq!(batches, events.len() as f64, "one batch per topic");
+        }
+        assert_eq!(sink.metric("sluice_dead_letters_total"), 0.0);
+        sink.stop().await.expect("clean stop");
+        for (topic, _) in events {
+            let sql = format!("SELECT t::text FROM {topic} t ORDER BY 1");
+            let rows = client.query(&sql, &[]).await.unwrap();
+            let rows = rows.iter().map(|r| r.get(0)).collect();
+            tables[run].insert(topic.to_string(), rows);
+        }
+    }
+    tables
+}
+
+/// A record on partition 0 with a JSON key and value (`None`: a tombstone).
+fn keyed(key: &str, value: Option<&str>) -> (i32, Option<Vec<u8>>, Option<Vec<u8>>) {
+    (
+        0,
+        Some(format!(r#"{{"id":{key}}}"#).into_bytes()),
+        value.map(|v| v.as_bytes().to_vec()),
+    )
+}
+
+/// Hardening #15: keys that are binary-distinct but equal in Postgres (`5`
+/// and `5.0` into numeric, rounding of numeric(p,s), `0.0`/`-0.0`, char(n)
+/// padding, jsonb key order and number scale) collapse into one key in a
+/// batch: no SQLSTATE 21000, deletes by an equal key keep their order, and
+/// the table equals applying the records one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_equal_in_postgres_collapse_like_one_by_one() {
+    let types = [
+        ("nums", "numeric"),
+        ("scaled", "numeric(8,2)"),
+        ("floats", "double precision"),
+        ("chars", "char(4)"),
+        ("docs", "jsonb"),
+    ];
+    let schema: String = types
+        .iter()
+        .map(|(t, ty)| format!("CREATE TABLE {t} (id {ty} PRIMARY KEY, note text);"))
+        .collect();
+    // "key note" per record; the note "-" makes a tombstone.
+    let events = |records: &[&str]| -> Produced {
+        let record = |r: &&str| {
+            let (key, note) = r.rsplit_once(' ').unwrap_or((r, "-"));
+            let value = format!(r#"{{"note":"{note}"}}"#);
+            keyed(key, (note != "-").then_some(value.as_str()))
+        };
+        records.iter().map(record).collect()
+    };
+    let streams = [
+        (
+            "nums",
+            events(&[
+                "5 a", "5.0 b", "5.00 c", "6 d", "6.00 -", "8 e", "8.0 -", "8.00 f",
+            ]),
+        ),
+        ("scaled", events(&["5.001 a", "5.004 b", "5 c"])),
+        ("floats", events(&["0.0 a", "-0.0 b", "1.5 c", "1.50 -"])),
+        ("chars", events(&[r#""ab" a"#, r#""ab  " b"#])),
+        (
+            "docs",
+            events(&[r#"{"a":1,"b":2} a"#, r#"{"b":2.0,"a":1.00} b"#]),
+        ),
+    ];
+    let route = "  - { topic: {topic}, table: {topic}, mode: upsert, key: [id], \
+                 delete_on_tombstone: true, columns: { id: $key/id, note: /note } }\n";
+    let [one_by_one, batched] =
+        one_by_one_and_batched("keys_equal", &schema, route, &streams).await;
+    assert_eq!(batched, one_by_one);
+    assert_eq!(one_by_one["nums"], ["(5,c)", "(8.00,f)"]);
+    assert_eq!(one_by_one["scaled"], ["(5.00,c)"]);
+    assert_eq!(one_by_one["floats"], ["(0,b)"]);
+    assert_eq!(one_by_one["chars"], ["(\"ab  \",b)"]);
+    assert_eq!(one_by_one["docs"], [r#"("{""a"": 1, ""b"": 2}",b)"#]);
+}
+
+/// Hardening #16: NULL versions follow one rule in the collapse and in the
+/// SQL guard (a NULL version is no version: anything replaces it, it
+/// replaces nothing that has one), so batch boundaries do not matter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_versions_agree_across_batch_boundaries() {
+    let schema = "CREATE TABLE versioned (id bigint PRIMARY KEY, version bigint, note text)";
+    let record = |k: i64, v: &str, n: &str| {
+        let value = format!(r#"{{"version":{v},"note":"{n}"}}"#);
+        keyed(&k.to_string(), Some(&value))
+    };
+    let stream = vec![
+        record(1, "null", "a"),
+        record(1, "null", "b"),
+        record(2, "null", "a"),
+        record(2, "3", "b"),
+        record(2, "null", "c"),
+        record(2, "2", "d"),
+        record(2, "4", "e"),
+        record(3, "1", "a"),
+        record(3, "null", "b"),
+        record(4, "null", "a"),
+        keyed("4", None),
+        record(4, "null", "b"),
+        record(4, "null", "c"),
+    ];
+    let route = "  - { topic: {topic}, table: {topic}, mode: upsert, key: [id], \
+                 version: version, delete_on_tombstone: true, \
+                 columns: { id: $key/id, version: /version, note: /note } }\n";
+    let [one_by_one, batched] =
+        one_by_one_and_batched("null_versions", schema, route, &[("versioned", stream)]).await;
+    assert_eq!(batched, one_by_one);
+    assert_eq!(
+        one_by_one["versioned"],
+        ["(1,,b)", "(2,4,e)", "(3,1,a)", "(4,,c)"]
+    );
+}
