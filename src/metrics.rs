@@ -35,6 +35,7 @@ pub struct Metrics {
     pub worker_panics: IntCounter,
     pub offset_gap_records: IntCounterVec,
     pub offset_out_of_range: IntCounterVec,
+    pub poison_storms: IntCounter,
 }
 
 impl Metrics {
@@ -202,6 +203,10 @@ impl Metrics {
                 "sluice_offset_gap_records_total",
                 "Offsets jumped over because the stored offset was outside the log (below its start: retention deleted records sluice never wrote).",
                 &["topic"],
+            )?,
+            poison_storms: counter(
+                "sluice_poison_storms_total",
+                "Partitions halted by the poison-storm breaker: more than max_dead_letter_ratio of their recent records were dead-lettered for one reason.",
             )?,
             offset_out_of_range: counter_vec(
                 "sluice_offset_out_of_range_total",

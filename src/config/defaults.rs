@@ -75,3 +75,7 @@ pub(super) const fn default_min_rows_per_second() -> u32 {
 pub(super) const fn default_adaptive_window() -> Duration {
     Duration::from_secs(1)
 }
+
+pub(super) const fn default_max_dead_letter_ratio() -> f64 {
+    0.5
+}

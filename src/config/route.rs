@@ -72,6 +72,15 @@ pub struct RouteConfig {
     /// `kafka` setting applies).
     #[serde(default)]
     pub on_offset_out_of_range: Option<OffsetOutOfRange>,
+    /// The poison-storm breaker (`on_error: dead_letter` only): when more
+    /// than this share of the partition's last 1,000 records (once at least
+    /// 100 are known) were dead-lettered for one reason (could not be
+    /// decoded / refused by Postgres), the cause is a mapping or schema
+    /// mistake, not the records; the partition halts as `on_error: stop`
+    /// would, instead of emptying the topic into the dead-letter table.
+    /// Above 0 and at most 1; `1` turns the breaker off. Default: `0.5`.
+    #[serde(default = "default_max_dead_letter_ratio")]
+    pub max_dead_letter_ratio: f64,
 }
 
 /// What a partition does when its stored offset is outside the log

@@ -216,6 +216,13 @@ fn check_kafka(kafka: &KafkaConfig, problems: &mut Problems) {
 }
 
 fn check_route(at: &str, route: &RouteConfig, problems: &mut Problems) {
+    let ratio = route.max_dead_letter_ratio;
+    if !(ratio > 0.0 && ratio <= 1.0) {
+        problems.add(
+            format!("{at}.max_dead_letter_ratio"),
+            format!("{ratio} is out of range; use a share above 0 and at most 1 (1 turns the poison-storm breaker off)"),
+        );
+    }
     let topic = &route.topic;
     if topic.is_empty() {
         problems.add(

@@ -28,6 +28,7 @@ use super::{log, start_offset, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::pipeline::worker::PartitionWorker;
 use crate::pipeline::edges::Checked;
+use crate::sink::breaker::Breaker;
 use crate::pipeline::{Shared, StartFacts, Workers};
 
 pub struct SinkContext {
@@ -88,6 +89,7 @@ impl SinkContext {
                 continue;
             }
             info!(topic = %key.topic, partition = key.partition, ?offset, %owner, "partition assigned");
+            let ratio = shared.dead_letter_ratio.get(&key.topic).copied().unwrap_or(1.0);
             self.workers.spawn(
                 shared,
                 PartitionWorker {
@@ -100,6 +102,7 @@ impl SinkContext {
                     writer,
                     shared: Arc::clone(shared),
                     stop: shared.stop.child_token(),
+                    breaker: Breaker::new(ratio),
                 },
             );
             started += 1;

@@ -42,6 +42,8 @@ pub struct Shared {
     /// Each routed topic's rule for a stored offset outside the log
     /// (`None`: the default rule, see `kafka.on_offset_out_of_range`).
     pub out_of_range: HashMap<String, Option<OffsetOutOfRange>>,
+    /// Each routed topic's `max_dead_letter_ratio` (sink::breaker).
+    pub dead_letter_ratio: HashMap<String, f64>,
     pub revoke_timeout: Duration,
     pub retry: RetryConfig,
     /// The write budget, if `throttle` sets one.
@@ -102,6 +104,11 @@ impl Shared {
                 .routes
                 .iter()
                 .map(|r| (r.topic.clone(), config.offset_out_of_range(&r.topic)))
+                .collect(),
+            dead_letter_ratio: config
+                .routes
+                .iter()
+                .map(|r| (r.topic.clone(), r.max_dead_letter_ratio))
                 .collect(),
             revoke_timeout: config.kafka.revoke_timeout,
             retry: config.retry.clone(),

@@ -21,6 +21,7 @@ use crate::backoff::Backoff;
 use crate::kafka::{PartitionQueue, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::record::Record;
+use crate::sink::breaker::Breaker;
 use crate::sink::commit::{Committer, Outcome};
 use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::writer::TableWriter;
@@ -90,6 +91,8 @@ pub struct PartitionWorker {
     pub writer: Arc<TableWriter>,
     pub shared: Arc<Shared>,
     pub stop: CancellationToken,
+    /// The partition's poison-storm breaker.
+    pub breaker: Breaker,
 }
 
 enum Next {
@@ -167,6 +170,7 @@ impl PartitionWorker {
             retry: &shared.retry,
             deadline: shared.attempt_deadline,
             throttle: shared.throttle.as_deref(),
+            breaker: &self.breaker,
         };
         match self
             .pausing(committer.commit(self.next_offset, batch))
@@ -176,7 +180,13 @@ impl PartitionWorker {
                 self.committed(next_offset);
                 let last_ts = batch.last().and_then(|r| r.timestamp_ms);
                 shared.track(&self.key, Some(next_offset), last_ts);
-                None
+                // A storm of records that cannot be decoded is dead-lettered
+                // a batch at a time; it stops after the batch that shows it.
+                let why = self.breaker.tripped()?;
+                error!(partition = %self.key, next_offset, state = ?State::Halted, reason = %why,
+                       "poison storm: partition halted (max_dead_letter_ratio)");
+                shared.metrics.poison_storms.inc();
+                Some(self.halt(next_offset, why, None).await)
             }
             Ok(Outcome::Stale { owner }) => {
                 info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
@@ -199,8 +209,14 @@ impl PartitionWorker {
                 if let Some(n) = next_offset {
                     self.committed(n);
                 }
-                error!(partition = %self.key, offset, state = ?State::Halted, %reason,
-                       "on_error is stop: partition halted before this record");
+                if reason.starts_with("poison storm") {
+                    shared.metrics.poison_storms.inc();
+                    error!(partition = %self.key, offset, state = ?State::Halted, %reason,
+                           "poison storm: partition halted (max_dead_letter_ratio)");
+                } else {
+                    error!(partition = %self.key, offset, state = ?State::Halted, %reason,
+                           "on_error is stop: partition halted before this record");
+                }
                 Some(self.halt(offset, reason, sqlstate).await)
             }
             Err(e) => Some(Exit::Failed(e.into())),

@@ -17,7 +17,8 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::error::{ErrorClass, SinkError};
-use super::writer::{Attempt, Refused, Slice, TableWriter, WriteStats};
+use super::breaker::Breaker;
+use super::writer::{Attempt, DeadLetterKind, Refused, Slice, TableWriter, WriteStats};
 use crate::backoff::Backoff;
 use crate::config::{OnError, RetryConfig};
 use crate::metrics::Metrics;
@@ -61,6 +62,8 @@ pub struct Committer<'a> {
     pub deadline: Duration,
     /// Told each commit's latency (the adaptive brake's input).
     pub throttle: Option<&'a Throttle>,
+    /// The partition's poison-storm breaker (sink::breaker).
+    pub breaker: &'a Breaker,
 }
 
 impl Committer<'_> {
@@ -149,6 +152,12 @@ impl Committer<'_> {
                 return self
                     .halt_at(start, records, 0, err.to_string(), sqlstate)
                     .await;
+            }
+            if let Some(why) = self
+                .breaker
+                .would_trip(DeadLetterKind::Refused, &err.to_string())
+            {
+                return self.halt_at(start, records, 0, why, sqlstate).await;
             }
             warn!(partition = %self.key, offset = record.offset, error = %err,
                   "record refused by Postgres; dead-lettering it");
@@ -255,6 +264,10 @@ impl Committer<'_> {
                 m.rows_skipped.with_label_values(&[reason]).inc_by(n);
             }
         }
+        self.breaker.observe(
+            records.saturating_sub(stats.dead_letters.len()),
+            &stats.dead_letters,
+        );
         for kind in &stats.dead_letters {
             m.dead_letters
                 .with_label_values(&[table.as_str(), kind.as_str()])

@@ -50,6 +50,7 @@ async fn a_stale_worker_cannot_commit() {
         partition: 0,
     };
     let cancel = CancellationToken::new();
+    let breaker = sluice::sink::breaker::Breaker::new(0.5);
     let committer = |owner| Committer {
         pool: &pool,
         offsets: &offsets,
@@ -61,6 +62,7 @@ async fn a_stale_worker_cannot_commit() {
         retry: &config.retry,
         deadline: Duration::from_secs(30),
         throttle: None,
+        breaker: &breaker,
     };
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());

@@ -12,6 +12,7 @@ mod crash;
 mod edges;
 mod exactly_once;
 mod fence;
+mod log_edges;
 mod methods;
 mod observability;
 mod outages;

@@ -106,3 +106,53 @@ async fn poison_records_are_dead_lettered_with_their_bytes() {
         0
     );
 }
+
+/// Hardening #14: a poison storm is not a poison record. When every record
+/// fails for one reason (here a CHECK no record meets: a schema mistake),
+/// dead-lettering them one bisected transaction at a time would empty the
+/// topic into the dead-letter table with `/readyz` green. The breaker halts
+/// the partition once more than `max_dead_letter_ratio` of its recent
+/// records were dead-lettered: about 100 dead letters, not 3,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_storm_halts_the_partition() {
+    let (url, client) = fresh_db("poison_storm").await;
+    client
+        .batch_execute(&ORDERS_TABLE.replace(
+            "amount numeric(10,2),",
+            "amount numeric(10,2) CHECK (amount < 0),",
+        ))
+        .await
+        .unwrap();
+    let kafka = kafka("orders", 1);
+    produce_all(&kafka, "orders", orders(3_000, 1, 30)).await;
+    let sink = Sink::start(&orders_config(
+        kafka.bootstrap_servers(),
+        &url,
+        "orders",
+        "storm",
+        "",
+    ));
+    eventually(Duration::from_secs(120), "the breaker to halt the partition", || async {
+        (sink.metric("sluice_partitions_halted") == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(sink.metric("sluice_poison_storms_total"), 1.0);
+    let dead = count(&client, "SELECT count(*) FROM sluice.dead_letters").await;
+    assert!((99..=101).contains(&dead), "{dead} dead letters");
+    assert_eq!(count(&client, "SELECT count(*) FROM orders").await, 0);
+    let halt: (i64, String) = client
+        .query_one("SELECT \"offset\", error FROM sluice.halts WHERE group_id = 'storm'", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(halt.0, dead, "halted at the first record not dead-lettered");
+    assert!(halt.1.contains("poison storm"), "{}", halt.1);
+    assert!(halt.1.contains("23514") || halt.1.contains("check constraint"), "{}", halt.1);
+    let stored: i64 = client
+        .query_one("SELECT next_offset FROM sluice.offsets WHERE group_id = 'storm'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, dead, "the dead letters before the halt are committed");
+    sink.stop().await.expect("a halt is not a failure");
+}
