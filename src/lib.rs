@@ -3,22 +3,27 @@
 //! ## Data flow
 //! ```text
 //! Kafka ──(consumer group, cooperative-sticky)──► kafka::SinkContext::rebalance
-//!    assign: claim each partition in Postgres (offsets), seek there, split its
-//!            queue off, start one pipeline::worker per partition
+//!    assign: claim each partition in Postgres (offsets), store its start if
+//!            it has none (pipeline::start), check the stored offset against
+//!            the log (pipeline::edges), split its queue off, start one
+//!            pipeline::worker per partition
 //!    revoke: stop those workers and wait for them (bounded)
 //! partition queue ──► worker: collect a batch (rows | bytes | linger)
 //!                 ──► throttle: wait for the budget (partition paused)
 //!                 ──► sink::commit: one transaction = fence(offsets) + rows
 //!                     (COPY or INSERT, sink::writer) + dead letters; retry,
-//!                     bisect or stop by SQLSTATE class (sink::error)
+//!                     bisect or stop by SQLSTATE class (sink::error); halt
+//!                     on a poison storm (sink::breaker)
 //!                 ──► advisory offset stored to Kafka (for lag tools)
 //! ```
 //!
 //! ## Layout
 //! - [`config`]: the YAML contract, `${VAR}` expansion, validation.
 //! - [`app`]: `sluice run` — wiring, main poll loop, shutdown.
-//! - [`kafka`]: librdkafka settings and the rebalance callback.
-//! - [`pipeline`]: partition workers and the state they share.
+//! - [`kafka`]: librdkafka settings, the rebalance callback, and what the
+//!   brokers say about a log (its bounds, a topic's partitions).
+//! - [`pipeline`]: partition workers and the state they share; where a
+//!   partition starts, and what a stored offset outside the log does.
 //! - [`record`]: a Kafka record copied out of librdkafka.
 //! - [`sink`]: catalog, decoding and coercion, binary cells, batch writer,
 //!   commit with retry/bisection, SQLSTATE classification.
