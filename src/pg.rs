@@ -3,8 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tracing::warn;
 
 use crate::config::{redact_url, PostgresConfig};
 
@@ -56,6 +57,20 @@ pub fn connection_config(cfg: &PostgresConfig) -> Result<tokio_postgres::Config,
 }
 
 /// A pool of at most `pool_size` connections, whatever the partition count.
+///
+/// A connection is checked each time it is taken from the pool:
+/// `RecyclingMethod::Fast` alone only asks whether the connection task has
+/// ended, which says nothing about the server. After a failover the old
+/// primary may stay up read-only with sluice's sessions intact; they would
+/// then fail every retry with 25006, and `target_session_attrs=read-write`
+/// is only consulted when connecting. So [`writable_check`] turns away a
+/// session on a read-only server (an old primary, or a standby, whose
+/// sessions are all read-only) and the pool opens a new one, which resolves
+/// the connection string afresh. That costs one round trip per checkout
+/// (one per batch), and it covers every user of the pool (claims, halts,
+/// fence verdicts, whose reads would succeed against the stale old primary),
+/// not only the writers, which also drop a connection as soon as it fails
+/// that way (`SinkError::discards_connection`).
 pub fn pool(cfg: &PostgresConfig) -> Result<Pool, PgSetupError> {
     let manager = Manager::from_config(
         connection_config(cfg)?,
@@ -68,7 +83,33 @@ pub fn pool(cfg: &PostgresConfig) -> Result<Pool, PgSetupError> {
         .max_size(cfg.pool_size)
         .runtime(Runtime::Tokio1)
         .create_timeout(Some(cfg.connect_timeout))
+        .post_recycle(writable_check(cfg.connect_timeout))
         .build()?)
+}
+
+/// Rejects a pooled connection whose server no longer accepts writes, or
+/// that does not answer within `limit` (deadpool's recycle timeout does not
+/// cover hooks). `SHOW transaction_read_only` is the test tokio-postgres
+/// itself makes for `target_session_attrs=read-write`, and it follows a
+/// reloaded `default_transaction_read_only` in sessions that already exist.
+fn writable_check(limit: Duration) -> Hook {
+    Hook::async_fn(move |client, _| {
+        Box::pin(async move {
+            let answer =
+                tokio::time::timeout(limit, client.simple_query("SHOW transaction_read_only"))
+                    .await
+                    .map_err(|_| HookError::message("no answer to the writability check"))?
+                    .map_err(HookError::Backend)?;
+            let read_only = answer.iter().any(|message| {
+                matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
+            });
+            if read_only {
+                warn!("dropping a pooled connection: its server is read-only now (failover?); reconnecting");
+                return Err(HookError::message("the server is read-only"));
+            }
+            Ok(())
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Commits a batch exactly once, whatever Postgres does meanwhile.
 //!
-//! - Retryable errors: the same slice is attempted again after a backoff, on a
-//!   fresh connection; the fence makes the retry safe even when the failed
-//!   attempt did commit (its reply was lost).
+//! - Retryable errors: the same slice is attempted again after a backoff, on
+//!   a fresh connection when the error left the old one unusable; the fence
+//!   makes the retry safe even when the failed attempt did commit (its reply
+//!   was lost).
 //! - A record the database refuses (SQLSTATE 22/23): the slice is bisected
 //!   into halves committed in order, each fenced, until the record stands
 //!   alone; it is then dead-lettered with the SQLSTATE and message.
@@ -208,8 +209,10 @@ impl Committer<'_> {
             Ok(result) => result,
             Err(_) => Err(SinkError::Timeout(self.deadline)),
         };
-        if matches!(&result, Err(e) if e.sqlstate().is_none()) {
-            // The connection may be broken mid-protocol: never reuse it.
+        if matches!(&result, Err(e) if e.discards_connection()) {
+            // Broken mid-protocol, or on a server that will refuse the retry
+            // too (read-only after a failover, shutting down): never reuse
+            // it, so the retry connects afresh and finds the primary.
             drop(Object::take(client));
         }
         result

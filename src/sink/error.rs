@@ -51,6 +51,29 @@ pub fn classify_sqlstate(code: Option<&str>) -> ErrorClass {
     }
 }
 
+/// Whether a SQLSTATE says that the session is on the wrong server or is
+/// ending, so that the connection must never be used again: it would fail
+/// the same way on every retry. A new connection goes through the whole
+/// connection string again: every host of a multi-host URL with
+/// `target_session_attrs=read-write`, or a fresh DNS lookup of a name that
+/// moved to the new primary.
+///
+/// - 25006 read_only_sql_transaction: an old primary left up read-only
+///   after a failover (`default_transaction_read_only`), or a standby
+///   ("cannot execute ... during recovery").
+/// - 57P01 admin_shutdown (also `pg_terminate_backend`, which failover
+///   managers use), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting
+///   up, shutting down, in recovery).
+/// - Class 08, connection exceptions.
+///
+/// A standby's "recovery is in progress" errors (from WAL functions) carry
+/// 55000, which unrelated errors share, so they cannot be told apart by
+/// code; the pool's check on checkout (`pg::pool`) turns such sessions away
+/// instead, since every session of a standby is read-only.
+pub fn session_unusable(code: &str) -> bool {
+    matches!(code, "25006" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
+}
+
 /// An error from writing to Postgres.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -98,6 +121,14 @@ impl SinkError {
         }
     }
 
+    /// Whether the connection that saw this error must be dropped rather
+    /// than returned to the pool: a client-side error or a timeout may have
+    /// left it mid-protocol, and a server error may say the server is the
+    /// wrong one ([`session_unusable`]).
+    pub fn discards_connection(&self) -> bool {
+        self.sqlstate().is_none_or(session_unusable)
+    }
+
     /// Metrics label: the SQLSTATE class (two characters) or "connection".
     pub fn class_label(&self) -> String {
         match self.sqlstate() {
@@ -129,5 +160,23 @@ mod tests {
         for code in ["42P01", "42703", "42501", "XX000", "0A000", "2"] {
             assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Fatal, "{code}");
         }
+    }
+
+    #[test]
+    fn wrong_server_sessions_are_dropped_and_retried() {
+        for code in [
+            "25006", "57P01", "57P02", "57P03", "08006", "08001", "08P01",
+        ] {
+            assert!(session_unusable(code), "{code}");
+            // Dropping the connection is only half of it: the batch is retried.
+            assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Retry, "{code}");
+        }
+        // The session itself is fine: keep it.
+        for code in [
+            "40001", "40P01", "55P03", "57014", "53300", "23505", "22P02", "42P01", "55000",
+        ] {
+            assert!(!session_unusable(code), "{code}");
+        }
+        assert!(SinkError::Timeout(std::time::Duration::from_secs(1)).discards_connection());
     }
 }

@@ -11,6 +11,7 @@ mod check;
 mod crash;
 mod edges;
 mod exactly_once;
+mod failover;
 mod fence;
 mod log_edges;
 mod methods;
