@@ -138,9 +138,22 @@ pub async fn run(
     // without leaving (the group reassigns after session.timeout.ms; the
     // offsets are safe in Postgres), rather than wait for the kubelet's
     // SIGKILL.
+    // A plain thread, not the runtime's blocking pool: a close that never
+    // ends must not hold up the runtime's shutdown (an embedding program's,
+    // or a test's) once its time is up.
     let left = grace.saturating_sub(stopping.elapsed()).max(MIN_CLOSE);
-    let closed = tokio::time::timeout(left, tokio::task::spawn_blocking(move || drop(consumer)));
-    if closed.await.is_err() {
+    let (done, closed) = tokio::sync::oneshot::channel();
+    let closer = std::thread::Builder::new()
+        .name("sluice-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done.send(());
+        });
+    let closed = match closer {
+        Ok(_) => tokio::time::timeout(left, closed).await.is_ok(),
+        Err(_) => false,
+    };
+    if !closed {
         let reason = format!(
             "could not leave the consumer group within shutdown_grace ({}): is Kafka reachable? \
              Exiting anyway; the group reassigns this replica's partitions after session.timeout.ms",

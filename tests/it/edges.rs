@@ -197,3 +197,61 @@ async fn a_header_name_that_is_not_utf8_is_kept_losslessly() {
     assert_eq!(dead.get::<_, Vec<Vec<u8>>>(2), vec![b"w".to_vec()]);
     sink.stop().await.expect("clean stop");
 }
+
+/// Hardening #8: a fenced worker that claims its partition again (the
+/// other claim looked stale) while Postgres is unreachable used to retry
+/// that claim past its own revoke: it then took the partition from its
+/// legitimate new owner and failed to seek a partition it no longer had,
+/// stopping the replica. The claim's retries watch the worker's own stop,
+/// and the assignment is checked around the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reclaim_that_outlives_its_revoke_does_not_steal() {
+    use crate::proxy::Proxy;
+
+    let (url, client) = fresh_db("edge_reclaim").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = crate::harness::kafka("orders", 2);
+    let all = orders(600, 2, 20);
+    let first = produce_all(&kafka, "orders", all[..200].to_vec()).await;
+    let (proxy, proxied) = Proxy::in_front_of(&url).await;
+    let config = |url: &str| {
+        format!(
+            "{}retry:\n  max_backoff: 500ms\n",
+            orders_config(kafka.bootstrap_servers(), url, "orders", "edge8", "")
+                .replace("group_id: edge8", "group_id: edge8\n  revoke_timeout: 2s")
+        )
+    };
+    let a = Sink::start(&config(&proxied));
+    wait_drained(&client, "orders", &first, Duration::from_secs(60)).await;
+
+    // A claim by someone else that turns out stale: both rows change owner.
+    client
+        .execute("UPDATE sluice.offsets SET owner = gen_random_uuid() WHERE group_id = 'edge8'", &[])
+        .await
+        .unwrap();
+    produce_all(&kafka, "orders", all[200..300].to_vec()).await;
+    eventually(Duration::from_secs(30), "both workers fenced out", || async {
+        (a.metric("sluice_fence_rejections_total") >= 2.0).then_some(())
+    })
+    .await;
+    // A's workers wait out revoke_timeout, then claim again: Postgres is
+    // gone for A meanwhile, and B joins and takes a partition.
+    proxy.set_down(true);
+    let b = Sink::start(&config(&url));
+    eventually(Duration::from_secs(60), "B to be assigned a partition", || async {
+        (b.metric("sluice_assigned_partitions") >= 1.0).then_some(())
+    })
+    .await;
+    // Past A's revoke, with its claim still retrying.
+    eventually(Duration::from_secs(60), "A to have given a partition up", || async {
+        (a.metric("sluice_assigned_partitions") <= 1.0).then_some(())
+    })
+    .await;
+    proxy.set_down(false);
+
+    let end = produce_all(&kafka, "orders", all[300..].to_vec()).await;
+    wait_drained(&client, "orders", &end, Duration::from_secs(90)).await;
+    assert_orders_exact(&client, 600).await;
+    b.stop().await.expect("B ran through");
+    a.stop().await.expect("A did not fail on a partition it no longer had");
+}
