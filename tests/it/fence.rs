@@ -140,7 +140,7 @@ async fn sink_with_sleeping_commit(
     eventually(Duration::from_secs(60), "the commit to sleep", || async {
         (count(
             &client,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()",
         )
         .await
             == 1)
@@ -178,7 +178,7 @@ async fn a_commit_aborted_by_a_terminated_backend_is_redone() {
     let terminated = count(
         &client,
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE wait_event = 'PgSleep') t",
+         WHERE wait_event = 'PgSleep' AND datname = current_database()) t",
     )
     .await;
     assert_eq!(terminated, 1);

@@ -286,6 +286,11 @@ pub async fn assert_orders_exact(client: &Client, expected: i64) {
     assert_eq!(firsts, 0, "every key starts at seq 0");
 }
 
+/// `yaml` with the HTTP server on `port`.
+pub fn with_http(yaml: &str, port: u16) -> String {
+    format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:{port}\"\n")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

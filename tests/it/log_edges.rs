@@ -14,10 +14,6 @@ use crate::harness::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn with_http(yaml: &str, port: u16) -> String {
-    format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:{port}\"\n")
-}
-
 /// The log bounds of one partition, from the brokers.
 async fn log_bounds(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
     let consumer: BaseConsumer = ClientConfig::new()

@@ -9,10 +9,6 @@ use std::time::Duration;
 use crate::harness::*;
 use crate::proxy::Proxy;
 
-fn with_http(yaml: &str, port: u16) -> String {
-    format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:{port}\"\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_counts_are_right_mid_drain_and_after() {
     let (url, client) = fresh_db("metrics").await;

@@ -79,7 +79,7 @@ async fn a_read_only_database_is_retried_until_writable() {
     // read-only (SQLSTATE 25006).
     let reconnect_sluice =
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                            WHERE application_name = 'sluice') t";
+                            WHERE application_name = 'sluice' AND datname = current_database()) t";
     client
         .batch_execute(&format!(
             "ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"

@@ -253,7 +253,8 @@ async fn terminated_backends_are_retried_without_loss_or_dead_letters() {
         let killed = count(
             &client,
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'sluice' AND pid <> pg_backend_pid()) t",
+             WHERE application_name = 'sluice' AND datname = current_database() \
+             AND pid <> pg_backend_pid()) t",
         )
         .await;
         assert!(
