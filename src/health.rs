@@ -56,9 +56,9 @@ pub async fn track_lag(shared: Arc<Shared>, stop: CancellationToken) {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        for (key, position) in shared.positions() {
-            let Some((low, high)) = shared.watermarks(&key) else {
-                continue;
+        shared.for_each_position(|key, position| {
+            let Some((low, high)) = shared.watermarks(key) else {
+                return;
             };
             let lag = (high - position.next_offset.unwrap_or(low)).max(0);
             let seconds = match position.last_timestamp_ms {
@@ -77,7 +77,7 @@ pub async fn track_lag(shared: Arc<Shared>, stop: CancellationToken) {
                 .lag_seconds
                 .with_label_values(&labels)
                 .set(seconds);
-        }
+        });
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(INTERVAL) => {}

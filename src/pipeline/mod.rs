@@ -232,11 +232,16 @@ impl Shared {
     }
 
     /// Forgets a partition whose worker ended, and its per-partition gauges.
+    /// Both under the positions lock, which the lag watcher holds while it
+    /// sets the gauges ([`Shared::for_each_position`]): so a revoked
+    /// partition's lag series never comes back after it is removed (two
+    /// replicas would count it both during a rebalance).
     pub fn untrack(&self, key: &PartitionKey) {
-        self.positions
+        let mut positions = self
+            .positions
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+            .unwrap_or_else(PoisonError::into_inner);
+        positions.remove(key);
         let labels = [key.topic.as_str(), &key.partition.to_string()];
         // A gauge that was never set has no series to remove.
         let _ = self.metrics.lag_records.remove_label_values(&labels);
@@ -244,15 +249,16 @@ impl Shared {
         let _ = self.metrics.committed_offset.remove_label_values(&labels);
     }
 
-    pub fn positions(&self) -> Vec<(PartitionKey, Position)> {
+    /// Runs `f` on every tracked partition with the positions locked, so
+    /// that nothing it sets can outlive an `untrack` (no await inside).
+    pub fn for_each_position(&self, mut f: impl FnMut(&PartitionKey, &Position)) {
         let positions = self
             .positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        positions
-            .iter()
-            .map(|(k, p)| (k.clone(), p.clone()))
-            .collect()
+        for (key, position) in positions.iter() {
+            f(key, position);
+        }
     }
 
     /// Records the first fatal error and stops the service.

@@ -278,3 +278,61 @@ async fn no_secret_in_logs_or_metrics() {
         }
     }
 }
+
+/// The partitions `registry` exports a lag series for.
+fn lag_series(registry: &prometheus::Registry) -> std::collections::BTreeSet<String> {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "sluice_partition_lag_records")
+        .flat_map(|f| f.get_metric().iter())
+        .filter_map(|m| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == "partition")
+                .map(|l| l.value().to_string())
+        })
+        .collect()
+}
+
+/// A partition's lag series leaves a replica with the partition, so the
+/// sum over replicas (what the autoscaler reads) counts each partition once
+/// through a rebalance. The lag watcher sets the gauges under the same lock
+/// the worker's end removes them with, so a revoked series never returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_series_move_with_their_partitions() {
+    let (url, client) = fresh_db("lag_moves").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka("orders", 4);
+    let first = produce_all(&kafka, "orders", orders(4_000, 4, 40)).await;
+    let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "lagmove", "");
+    let a = Sink::start(&yaml);
+    wait_drained(&client, "orders", &first, Duration::from_secs(60)).await;
+    let all: std::collections::BTreeSet<String> = (0..4).map(|p| p.to_string()).collect();
+    eventually(Duration::from_secs(30), "A's lag series", || async {
+        (lag_series(&a.registry) == all).then_some(())
+    })
+    .await;
+    let b = Sink::start(&yaml);
+    eventually(Duration::from_secs(60), "the partitions split, each series once", || async {
+        let (sa, sb) = (lag_series(&a.registry), lag_series(&b.registry));
+        let split = !sb.is_empty()
+            && sa.is_disjoint(&sb)
+            && sa.union(&sb).cloned().collect::<std::collections::BTreeSet<_>>() == all;
+        split.then_some(())
+    })
+    .await;
+    let end = produce_all(&kafka, "orders", orders(8_000, 4, 40).split_off(4_000)).await;
+    wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;
+    // Two lag passes later (one every health::INTERVAL), still each series
+    // once: an observation over time, not a wait for a condition.
+    for _ in 0..2 {
+        let before = (lag_series(&a.registry), lag_series(&b.registry));
+        tokio::time::sleep(sluice::health::INTERVAL + Duration::from_millis(100)).await;
+        assert_eq!((lag_series(&a.registry), lag_series(&b.registry)), before);
+        assert!(before.0.is_disjoint(&before.1), "{before:?}");
+    }
+    assert_orders_exact(&client, 8_000).await;
+    b.stop().await.expect("clean stop");
+    a.stop().await.expect("clean stop");
+}
