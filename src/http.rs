@@ -103,6 +103,11 @@ fn route(
 ) -> (&'static str, &'static str, Vec<u8>) {
     match path {
         Some("/metrics") => {
+            // As /readyz would answer now, for alerts that read metrics.
+            shared
+                .metrics
+                .ready
+                .set(i64::from(shared.readiness().is_ok()));
             let mut body = Vec::new();
             let encoder = TextEncoder::new();
             match encoder.encode(&registry.gather(), &mut body) {

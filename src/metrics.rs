@@ -36,6 +36,8 @@ pub struct Metrics {
     pub offset_gap_records: IntCounterVec,
     pub offset_out_of_range: IntCounterVec,
     pub poison_storms: IntCounter,
+    pub ready: IntGauge,
+    pub throttle_min_rate: Gauge,
 }
 
 impl Metrics {
@@ -203,6 +205,20 @@ impl Metrics {
                 "sluice_offset_gap_records_total",
                 "Offsets jumped over because the stored offset was outside the log (below its start: retention deleted records sluice never wrote).",
                 &["topic"],
+            )?,
+            ready: reg(
+                registry,
+                IntGauge::new(
+                    "sluice_ready",
+                    "1 while /readyz answers 200 (the group is joined, Postgres reachable, no partition halted), else 0; set at each scrape.",
+                )?,
+            )?,
+            throttle_min_rate: reg(
+                registry,
+                Gauge::new(
+                    "sluice_throttle_min_rows_per_second",
+                    "The adaptive throttle's floor (throttle.adaptive.min_rows_per_second; 0 without an adaptive throttle).",
+                )?,
             )?,
             poison_storms: counter(
                 "sluice_poison_storms_total",

@@ -92,6 +92,11 @@ impl Shared {
     ) -> Shared {
         let throttle =
             Throttle::from_config(&config.throttle, metrics.throttle_rate.clone()).map(Arc::new);
+        if let Some(adaptive) = &config.throttle.adaptive {
+            metrics
+                .throttle_min_rate
+                .set(f64::from(adaptive.min_rows_per_second));
+        }
         Shared {
             pool,
             offsets: OffsetStore::new(&config.postgres.state_schema),

@@ -180,6 +180,8 @@ async fn readiness_follows_the_group_join_and_postgres() {
     )
     .await;
     assert!(down.contains("Postgres is unreachable"), "{down}");
+    let (_, text) = get(port, "/metrics").await.unwrap();
+    assert_eq!(total(&text, "sluice_ready"), 0.0, "sluice_ready follows /readyz");
     assert_eq!(
         get(port, "/healthz").await.map(|r| r.0),
         Some(200),
@@ -190,6 +192,8 @@ async fn readiness_follows_the_group_join_and_postgres() {
         (get(port, "/readyz").await?.0 == 200).then_some(())
     })
     .await;
+    let (_, text) = get(port, "/metrics").await.unwrap();
+    assert_eq!(total(&text, "sluice_ready"), 1.0);
     sink.stop().await.expect("clean stop");
 }
 
