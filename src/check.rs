@@ -121,7 +121,11 @@ async fn stored_offsets(config: &Config, client: &tokio_postgres::Client) -> Sto
 
 /// Stored offsets outside their partition's log (what a worker halts on,
 /// or moves by `on_offset_out_of_range`), said before sluice runs.
-fn offsets_outside_the_log(config: &Config, consumer: &BaseConsumer, stored: &Stored) -> Vec<Problem> {
+fn offsets_outside_the_log(
+    config: &Config,
+    consumer: &BaseConsumer,
+    stored: &Stored,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (topic, partition, offset) in stored {
         let Some(index) = config.routes.iter().position(|r| &r.topic == topic) else {
@@ -139,8 +143,10 @@ fn offsets_outside_the_log(config: &Config, consumer: &BaseConsumer, stored: &St
             Edge::BehindStart => format!("is below the log start {}", log.low),
         };
         let then = match action {
-            Action::Halt => "the partition halts until the stored offset is moved \
-                             (docs/operations.md, \"Stored offset outside the log\")",
+            Action::Halt => {
+                "the partition halts until the stored offset is moved \
+                             (docs/operations.md, \"Stored offset outside the log\")"
+            }
             Action::MoveTo(_) | Action::Retry => continue,
         };
         problems.push(Problem {
@@ -170,9 +176,16 @@ async fn halts(config: &Config, client: &tokio_postgres::Client) -> Vec<Problem>
     };
     rows.iter()
         .filter_map(|r| {
-            let (topic, partition, offset, error): (String, i32, i64, String) =
-                (r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?, r.try_get(3).ok()?);
-            let index = config.routes.iter().position(|route| route.topic == topic)?;
+            let (topic, partition, offset, error): (String, i32, i64, String) = (
+                r.try_get(0).ok()?,
+                r.try_get(1).ok()?,
+                r.try_get(2).ok()?,
+                r.try_get(3).ok()?,
+            );
+            let index = config
+                .routes
+                .iter()
+                .position(|route| route.topic == topic)?;
             Some(Problem {
                 path: format!("routes[{index}]"),
                 message: format!(

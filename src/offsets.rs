@@ -257,7 +257,14 @@ impl OffsetStore {
         let n = client
             .execute(
                 &stmt,
-                &[&key.group_id, &key.topic, &key.partition, &owner, &from, &to],
+                &[
+                    &key.group_id,
+                    &key.topic,
+                    &key.partition,
+                    &owner,
+                    &from,
+                    &to,
+                ],
             )
             .await?;
         Ok(n == 1)

@@ -24,7 +24,7 @@ pub use columns::ColumnSource;
 use defaults::*;
 pub use error::{ConfigError, Problem};
 pub use names::{is_plain_identifier, quote_ident, TableName};
-pub use route::{Format, Mode, OnError, OffsetOutOfRange, RouteConfig, WriteMethod};
+pub use route::{Format, Mode, OffsetOutOfRange, OnError, RouteConfig, WriteMethod};
 pub use secret::{redact_url, Secret};
 pub use units::{parse_duration, ByteSize};
 

@@ -147,4 +147,3 @@ pub enum WriteMethod {
     /// Multi-row INSERT, chunked under 65,535 bind parameters.
     Insert,
 }
-

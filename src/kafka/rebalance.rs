@@ -26,10 +26,10 @@ use uuid::Uuid;
 
 use super::{log, start_offset, SinkConsumer};
 use crate::offsets::PartitionKey;
-use crate::pipeline::worker::PartitionWorker;
 use crate::pipeline::edges::Checked;
-use crate::sink::breaker::Breaker;
+use crate::pipeline::worker::PartitionWorker;
 use crate::pipeline::{Shared, StartFacts, Workers};
+use crate::sink::breaker::Breaker;
 
 pub struct SinkContext {
     consumer: OnceLock<Weak<SinkConsumer>>,
@@ -68,7 +68,9 @@ impl SinkContext {
             error!("rebalance before the consumer was set up; not starting workers");
             return;
         };
-        let claims = self.block_on(join_all(parts.iter().map(|key| shared.claim(key, &shared.stop))));
+        let claims = self.block_on(join_all(
+            parts.iter().map(|key| shared.claim(key, &shared.stop)),
+        ));
         let claims = self.settle_starts(&consumer, &parts, claims);
         let (claims, halts) = self.check_edges(&consumer, &parts, claims);
         let mut started = 0;
@@ -89,7 +91,11 @@ impl SinkContext {
                 continue;
             }
             info!(topic = %key.topic, partition = key.partition, ?offset, %owner, "partition assigned");
-            let ratio = shared.dead_letter_ratio.get(&key.topic).copied().unwrap_or(1.0);
+            let ratio = shared
+                .dead_letter_ratio
+                .get(&key.topic)
+                .copied()
+                .unwrap_or(1.0);
             self.workers.spawn(
                 shared,
                 PartitionWorker {
@@ -195,7 +201,9 @@ impl SinkContext {
             };
             for (n, &i) in idx.iter().enumerate() {
                 claims[i] = match (&settled, claims[i]) {
-                    (Some(stored), Some((owner, _))) => Some((owner, stored.get(n).copied().flatten())),
+                    (Some(stored), Some((owner, _))) => {
+                        Some((owner, stored.get(n).copied().flatten()))
+                    }
                     _ => None,
                 };
             }
@@ -243,7 +251,9 @@ impl SinkContext {
     /// without stalling the runtime's other tasks.
     fn blocking<R>(&self, f: impl FnOnce() -> R) -> R {
         match Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(f)
+            }
             _ => f(),
         }
     }

@@ -225,12 +225,18 @@ impl PartitionWorker {
 mod tests {
     use super::*;
 
-    const LOG: LogBounds = LogBounds { low: 100, high: 200 };
+    const LOG: LogBounds = LogBounds {
+        low: 100,
+        high: 200,
+    };
 
     #[test]
     fn by_default_ahead_halts_and_behind_moves_to_the_start() {
         assert_eq!(decide(100_000, LOG, None), (Edge::AheadOfEnd, Action::Halt));
-        assert_eq!(decide(40, LOG, None), (Edge::BehindStart, Action::MoveTo(100)));
+        assert_eq!(
+            decide(40, LOG, None),
+            (Edge::BehindStart, Action::MoveTo(100))
+        );
         // The end itself is inside: the next record to be produced.
         assert_eq!(decide(200, LOG, None), (Edge::Inside, Action::Retry));
         assert_eq!(decide(100, LOG, None), (Edge::Inside, Action::Retry));
@@ -242,7 +248,13 @@ mod tests {
         let earliest = Some(OffsetOutOfRange::Earliest);
         assert_eq!(decide(40, LOG, halt), (Edge::BehindStart, Action::Halt));
         assert_eq!(decide(201, LOG, halt), (Edge::AheadOfEnd, Action::Halt));
-        assert_eq!(decide(201, LOG, earliest), (Edge::AheadOfEnd, Action::MoveTo(100)));
-        assert_eq!(decide(40, LOG, earliest), (Edge::BehindStart, Action::MoveTo(100)));
+        assert_eq!(
+            decide(201, LOG, earliest),
+            (Edge::AheadOfEnd, Action::MoveTo(100))
+        );
+        assert_eq!(
+            decide(40, LOG, earliest),
+            (Edge::BehindStart, Action::MoveTo(100))
+        );
     }
 }

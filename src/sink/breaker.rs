@@ -99,7 +99,13 @@ impl Breaker {
             })
     }
 
-    fn verdict(&self, total: usize, same: usize, kind: DeadLetterKind, reason: &str) -> Option<String> {
+    fn verdict(
+        &self,
+        total: usize,
+        same: usize,
+        kind: DeadLetterKind,
+        reason: &str,
+    ) -> Option<String> {
         if self.ratio >= 1.0 || total < MIN_RECORDS || (same as f64) <= self.ratio * total as f64 {
             return None;
         }
@@ -138,7 +144,9 @@ mod tests {
         // Too few records to judge yet.
         assert!(b.would_trip(DeadLetterKind::Refused, "23502").is_none());
         b.observe(0, &[DeadLetterKind::Refused; 99]);
-        let why = b.would_trip(DeadLetterKind::Refused, "null value in column").unwrap();
+        let why = b
+            .would_trip(DeadLetterKind::Refused, "null value in column")
+            .unwrap();
         assert!(why.contains("100 of the last 100"), "{why}");
         assert!(why.contains("null value in column"), "{why}");
     }

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::error::{ErrorClass, SinkError};
 use super::breaker::Breaker;
+use super::error::{ErrorClass, SinkError};
 use super::writer::{Attempt, DeadLetterKind, Refused, Slice, TableWriter, WriteStats};
 use crate::backoff::Backoff;
 use crate::config::{OnError, RetryConfig};

@@ -149,7 +149,10 @@ async fn check_refuses_an_unfilled_not_null_column() {
         assert!(text.contains("routes[0].columns"), "{text}");
         assert!(text.contains("\"region\""), "{text}");
         assert!(text.contains("NOT NULL with no default"), "{text}");
-        assert!(!text.contains("\"id\"") && !text.contains("\"at\""), "{text}");
+        assert!(
+            !text.contains("\"id\"") && !text.contains("\"at\""),
+            "{text}"
+        );
         let (code, text) = check(&base.replace("seq: /seq", "seq: /seq\n      region: /region"));
         assert_eq!(code, 0, "mapped, it passes:\n{text}");
     });

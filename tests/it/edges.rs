@@ -112,28 +112,47 @@ fn produce_with_raw_header(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Ve
         let name = CString::new(name.clone()).unwrap();
         let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
         let vus = [
-            vu(VT::RD_KAFKA_VTYPE_TOPIC, rd::rd_kafka_vu_s__bindgen_ty_1 { cstr: topic.as_ptr() }),
-            vu(VT::RD_KAFKA_VTYPE_PARTITION, rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: 0 }),
-            vu(VT::RD_KAFKA_VTYPE_MSGFLAGS, rd::rd_kafka_vu_s__bindgen_ty_1 {
-                i: rd::RD_KAFKA_MSG_F_COPY as i32,
-            }),
-            vu(VT::RD_KAFKA_VTYPE_VALUE, rd::rd_kafka_vu_s__bindgen_ty_1 {
-                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                    ptr: value.as_ptr() as *mut _,
-                    size: value.len(),
+            vu(
+                VT::RD_KAFKA_VTYPE_TOPIC,
+                rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    cstr: topic.as_ptr(),
                 },
-            }),
-            vu(VT::RD_KAFKA_VTYPE_HEADER, rd::rd_kafka_vu_s__bindgen_ty_1 {
-                header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
-                    name: name.as_ptr(),
-                    val: header.as_ptr() as *const _,
-                    size: header.len() as isize,
+            ),
+            vu(
+                VT::RD_KAFKA_VTYPE_PARTITION,
+                rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: 0 },
+            ),
+            vu(
+                VT::RD_KAFKA_VTYPE_MSGFLAGS,
+                rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    i: rd::RD_KAFKA_MSG_F_COPY as i32,
                 },
-            }),
+            ),
+            vu(
+                VT::RD_KAFKA_VTYPE_VALUE,
+                rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                        ptr: value.as_ptr() as *mut _,
+                        size: value.len(),
+                    },
+                },
+            ),
+            vu(
+                VT::RD_KAFKA_VTYPE_HEADER,
+                rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                        name: name.as_ptr(),
+                        val: header.as_ptr() as *const _,
+                        size: header.len() as isize,
+                    },
+                },
+            ),
         ];
         // SAFETY: every pointer outlives the call; librdkafka copies the
         // value (F_COPY) and the header before it returns.
-        let error = unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len()) };
+        let error = unsafe {
+            rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len())
+        };
         assert!(error.is_null(), "produceva failed");
     }
     producer.flush(Duration::from_secs(10)).unwrap();
@@ -193,7 +212,10 @@ async fn a_header_name_that_is_not_utf8_is_kept_losslessly() {
         .await
         .unwrap();
     assert_eq!(dead.get::<_, i64>(0), 2);
-    assert_eq!(dead.get::<_, Vec<String>>(1), vec!["\\xff\\xfeodd".to_string()]);
+    assert_eq!(
+        dead.get::<_, Vec<String>>(1),
+        vec!["\\xff\\xfeodd".to_string()]
+    );
     assert_eq!(dead.get::<_, Vec<Vec<u8>>>(2), vec![b"w".to_vec()]);
     sink.stop().await.expect("clean stop");
 }
@@ -226,26 +248,35 @@ async fn a_reclaim_that_outlives_its_revoke_does_not_steal() {
 
     // A claim by someone else that turns out stale: both rows change owner.
     client
-        .execute("UPDATE sluice.offsets SET owner = gen_random_uuid() WHERE group_id = 'edge8'", &[])
+        .execute(
+            "UPDATE sluice.offsets SET owner = gen_random_uuid() WHERE group_id = 'edge8'",
+            &[],
+        )
         .await
         .unwrap();
     produce_all(&kafka, "orders", all[200..300].to_vec()).await;
-    eventually(Duration::from_secs(30), "both workers fenced out", || async {
-        (a.metric("sluice_fence_rejections_total") >= 2.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "both workers fenced out",
+        || async { (a.metric("sluice_fence_rejections_total") >= 2.0).then_some(()) },
+    )
     .await;
     // A's workers wait out revoke_timeout, then claim again: Postgres is
     // gone for A meanwhile, and B joins and takes a partition.
     proxy.set_down(true);
     let b = Sink::start(&config(&url));
-    eventually(Duration::from_secs(60), "B to be assigned a partition", || async {
-        (b.metric("sluice_assigned_partitions") >= 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "B to be assigned a partition",
+        || async { (b.metric("sluice_assigned_partitions") >= 1.0).then_some(()) },
+    )
     .await;
     // Past A's revoke, with its claim still retrying.
-    eventually(Duration::from_secs(60), "A to have given a partition up", || async {
-        (a.metric("sluice_assigned_partitions") <= 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "A to have given a partition up",
+        || async { (a.metric("sluice_assigned_partitions") <= 1.0).then_some(()) },
+    )
     .await;
     proxy.set_down(false);
 
@@ -253,5 +284,7 @@ async fn a_reclaim_that_outlives_its_revoke_does_not_steal() {
     wait_drained(&client, "orders", &end, Duration::from_secs(90)).await;
     assert_orders_exact(&client, 600).await;
     b.stop().await.expect("B ran through");
-    a.stop().await.expect("A did not fail on a partition it no longer had");
+    a.stop()
+        .await
+        .expect("A did not fail on a partition it no longer had");
 }

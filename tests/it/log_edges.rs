@@ -49,7 +49,10 @@ async fn a_stored_offset_ahead_of_the_log_halts_the_partition() {
     sink.stop().await.expect("clean stop");
 
     client
-        .execute("UPDATE sluice.offsets SET next_offset = 100000 WHERE group_id = 'ahead'", &[])
+        .execute(
+            "UPDATE sluice.offsets SET next_offset = 100000 WHERE group_id = 'ahead'",
+            &[],
+        )
         .await
         .unwrap();
     // The same keys again, continuing their sequences (offsets 1000..2000).
@@ -64,20 +67,34 @@ async fn a_stored_offset_ahead_of_the_log_halts_the_partition() {
     })
     .await;
     for needle in ["orders[0]", "100000", "log end 2000"] {
-        assert!(body.contains(needle), "/readyz does not name {needle}: {body}");
+        assert!(
+            body.contains(needle),
+            "/readyz does not name {needle}: {body}"
+        );
     }
     assert_eq!(sink.metric("sluice_partitions_halted"), 1.0);
     assert_eq!(
-        metric_where(&sink.registry, "sluice_offset_out_of_range_total", "edge", "ahead_of_end"),
+        metric_where(
+            &sink.registry,
+            "sluice_offset_out_of_range_total",
+            "edge",
+            "ahead_of_end"
+        ),
         1.0
     );
     assert_eq!(count(&client, "SELECT count(*) FROM orders").await, 1_000);
     let stored: i64 = client
-        .query_one("SELECT next_offset FROM sluice.offsets WHERE group_id = 'ahead'", &[])
+        .query_one(
+            "SELECT next_offset FROM sluice.offsets WHERE group_id = 'ahead'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(stored, 100_000, "the stored offset is left for the operator");
+    assert_eq!(
+        stored, 100_000,
+        "the stored offset is left for the operator"
+    );
 
     // `sluice check` reports the halt and the offset outside the log.
     let (code, text) = tokio::task::spawn_blocking({
@@ -94,19 +111,29 @@ async fn a_stored_offset_ahead_of_the_log_halts_the_partition() {
     // The operator moves it on (docs/operations.md): the records up to
     // 1000 are in the table, so the stored offset goes back there.
     client
-        .execute("UPDATE sluice.offsets SET next_offset = 1000 WHERE group_id = 'ahead'", &[])
+        .execute(
+            "UPDATE sluice.offsets SET next_offset = 1000 WHERE group_id = 'ahead'",
+            &[],
+        )
         .await
         .unwrap();
     let sink = Sink::start(&yaml);
     wait_drained(&client, "orders", &[(0, 2_000)].into(), TIMEOUT).await;
     assert_orders_exact(&client, 2_000).await;
     assert_eq!(
-        count(&client, "SELECT count(*) FROM sluice.halts WHERE group_id = 'ahead'").await,
+        count(
+            &client,
+            "SELECT count(*) FROM sluice.halts WHERE group_id = 'ahead'"
+        )
+        .await,
         0,
         "the claim cleared the halt"
     );
     assert_eq!(sink.metric("sluice_partitions_halted"), 0.0);
-    assert_eq!(count(&client, "SELECT count(*) FROM sluice.dead_letters").await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM sluice.dead_letters").await,
+        0
+    );
     sink.stop().await.expect("clean stop");
 }
 
@@ -142,9 +169,17 @@ async fn a_stored_offset_below_the_log_start_moves_on_counting_the_gap() {
     let sink = Sink::start(&yaml);
     wait_drained(&client, "orders", &end, TIMEOUT).await;
     let rows = count(&client, "SELECT count(*) FROM orders").await;
-    assert_eq!(rows, 10 + (high - low), "the first 10, then the log from its start");
     assert_eq!(
-        count(&client, &format!("SELECT count(*) FROM orders WHERE src_offset >= {low}")).await,
+        rows,
+        10 + (high - low),
+        "the first 10, then the log from its start"
+    );
+    assert_eq!(
+        count(
+            &client,
+            &format!("SELECT count(*) FROM orders WHERE src_offset >= {low}")
+        )
+        .await,
         high - low
     );
     assert_eq!(
@@ -153,7 +188,12 @@ async fn a_stored_offset_below_the_log_start_moves_on_counting_the_gap() {
         "the gap is counted"
     );
     assert_eq!(
-        metric_where(&sink.registry, "sluice_offset_out_of_range_total", "action", "moved"),
+        metric_where(
+            &sink.registry,
+            "sluice_offset_out_of_range_total",
+            "action",
+            "moved"
+        ),
         1.0
     );
     assert_eq!(sink.metric("sluice_partitions_halted"), 0.0);
@@ -201,7 +241,10 @@ async fn start_from_latest_is_decided_once() {
     let sink = Sink::start(&base);
     wait_drained(&client, "orders", &end, TIMEOUT).await;
     let written = count(&client, "SELECT count(*) FROM orders").await;
-    assert_eq!(written, 600, "every record produced after the first assignment");
+    assert_eq!(
+        written, 600,
+        "every record produced after the first assignment"
+    );
     let early = client
         .query(
             "SELECT count(*) FROM orders WHERE (src_partition = 0 AND src_offset < $1) \
@@ -227,8 +270,10 @@ async fn a_stored_offset_lost_to_null_is_resolved_before_seeking() {
     let kafka = kafka("orders", 1);
     let all = orders(1_000, 1, 10);
     let first = produce_all(&kafka, "orders", all[..500].to_vec()).await;
-    let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "nulled", "")
-        .replace("group_id: nulled", "group_id: nulled\n  start_from: committed");
+    let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "nulled", "").replace(
+        "group_id: nulled",
+        "group_id: nulled\n  start_from: committed",
+    );
     let sink = Sink::start(&yaml);
     wait_drained(&client, "orders", &first, TIMEOUT).await;
     // The advisory commit to Kafka reaches 500 (auto-commit, every 5s):
@@ -255,13 +300,22 @@ async fn a_stored_offset_lost_to_null_is_resolved_before_seeking() {
     })
     .await;
     client
-        .execute("UPDATE sluice.offsets SET next_offset = NULL WHERE group_id = 'nulled'", &[])
+        .execute(
+            "UPDATE sluice.offsets SET next_offset = NULL WHERE group_id = 'nulled'",
+            &[],
+        )
         .await
         .unwrap();
     let end = produce_all(&kafka, "orders", all[500..].to_vec()).await;
     wait_drained(&client, "orders", &end, TIMEOUT).await;
     assert_orders_exact(&client, 1_000).await;
-    assert_eq!(count(&client, "SELECT count(*) FROM sluice.dead_letters").await, 0);
-    assert!(sink.metric("sluice_offset_rewinds_total") >= 1.0, "the lost offset was noticed");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM sluice.dead_letters").await,
+        0
+    );
+    assert!(
+        sink.metric("sluice_offset_rewinds_total") >= 1.0,
+        "the lost offset was noticed"
+    );
     sink.stop().await.expect("the replica kept running");
 }

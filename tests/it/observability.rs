@@ -181,7 +181,11 @@ async fn readiness_follows_the_group_join_and_postgres() {
     .await;
     assert!(down.contains("Postgres is unreachable"), "{down}");
     let (_, text) = get(port, "/metrics").await.unwrap();
-    assert_eq!(total(&text, "sluice_ready"), 0.0, "sluice_ready follows /readyz");
+    assert_eq!(
+        total(&text, "sluice_ready"),
+        0.0,
+        "sluice_ready follows /readyz"
+    );
     assert_eq!(
         get(port, "/healthz").await.map(|r| r.0),
         Some(200),
@@ -318,13 +322,21 @@ async fn lag_series_move_with_their_partitions() {
     })
     .await;
     let b = Sink::start(&yaml);
-    eventually(Duration::from_secs(60), "the partitions split, each series once", || async {
-        let (sa, sb) = (lag_series(&a.registry), lag_series(&b.registry));
-        let split = !sb.is_empty()
-            && sa.is_disjoint(&sb)
-            && sa.union(&sb).cloned().collect::<std::collections::BTreeSet<_>>() == all;
-        split.then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the partitions split, each series once",
+        || async {
+            let (sa, sb) = (lag_series(&a.registry), lag_series(&b.registry));
+            let split = !sb.is_empty()
+                && sa.is_disjoint(&sb)
+                && sa
+                    .union(&sb)
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    == all;
+            split.then_some(())
+        },
+    )
     .await;
     let end = produce_all(&kafka, "orders", orders(8_000, 4, 40).split_off(4_000)).await;
     wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;

@@ -132,27 +132,42 @@ async fn a_poison_storm_halts_the_partition() {
         "storm",
         "",
     ));
-    eventually(Duration::from_secs(120), "the breaker to halt the partition", || async {
-        (sink.metric("sluice_partitions_halted") == 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(120),
+        "the breaker to halt the partition",
+        || async { (sink.metric("sluice_partitions_halted") == 1.0).then_some(()) },
+    )
     .await;
     assert_eq!(sink.metric("sluice_poison_storms_total"), 1.0);
     let dead = count(&client, "SELECT count(*) FROM sluice.dead_letters").await;
     assert!((99..=101).contains(&dead), "{dead} dead letters");
     assert_eq!(count(&client, "SELECT count(*) FROM orders").await, 0);
     let halt: (i64, String) = client
-        .query_one("SELECT \"offset\", error FROM sluice.halts WHERE group_id = 'storm'", &[])
+        .query_one(
+            "SELECT \"offset\", error FROM sluice.halts WHERE group_id = 'storm'",
+            &[],
+        )
         .await
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!(halt.0, dead, "halted at the first record not dead-lettered");
     assert!(halt.1.contains("poison storm"), "{}", halt.1);
-    assert!(halt.1.contains("23514") || halt.1.contains("check constraint"), "{}", halt.1);
+    assert!(
+        halt.1.contains("23514") || halt.1.contains("check constraint"),
+        "{}",
+        halt.1
+    );
     let stored: i64 = client
-        .query_one("SELECT next_offset FROM sluice.offsets WHERE group_id = 'storm'", &[])
+        .query_one(
+            "SELECT next_offset FROM sluice.offsets WHERE group_id = 'storm'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(stored, dead, "the dead letters before the halt are committed");
+    assert_eq!(
+        stored, dead,
+        "the dead letters before the halt are committed"
+    );
     sink.stop().await.expect("a halt is not a failure");
 }
