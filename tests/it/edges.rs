@@ -125,7 +125,7 @@ fn produce_with_raw_header(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Ve
             vu(
                 VT::RD_KAFKA_VTYPE_MSGFLAGS,
                 rd::rd_kafka_vu_s__bindgen_ty_1 {
-                    i: rd::RD_KAFKA_MSG_F_COPY as i32,
+                    i: rd::RD_KAFKA_MSG_F_COPY,
                 },
             ),
             vu(
