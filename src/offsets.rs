@@ -60,7 +60,6 @@ pub struct OffsetStore {
     halt_sql: String,
     seed_sql: String,
     settle_sql: String,
-    jump_sql: String,
 }
 
 /// The owner of a row seeded for a partition nobody has claimed yet.
@@ -124,11 +123,6 @@ impl OffsetStore {
                  WHERE group_id = $1 AND topic = $2 AND partition = $3 AND owner = $4 \
                  RETURNING next_offset"
             ),
-            jump_sql: format!(
-                "UPDATE {table} SET next_offset = $6, updated_at = now() \
-                 WHERE group_id = $1 AND topic = $2 AND partition = $3 \
-                 AND owner = $4 AND next_offset IS NOT DISTINCT FROM $5"
-            ),
         }
     }
 
@@ -147,7 +141,8 @@ impl OffsetStore {
         row.try_get(0)
     }
 
-    /// Inside a batch transaction: moves the offset from `start` to `end` if
+    /// Inside a batch transaction (or alone, for a stored offset moved by
+    /// `on_offset_out_of_range`): moves the offset from `start` to `end` if
     /// `owner` still holds the partition. `false` means the fence held the
     /// write back; the caller rolls back and asks [`OffsetStore::read`] why.
     pub async fn advance(
@@ -240,34 +235,6 @@ impl OffsetStore {
             )
             .await?;
         row.map(|r| r.try_get(0)).transpose().map(Option::flatten)
-    }
-
-    /// Moves the stored offset from `from` to `to` (a stored offset outside
-    /// the log, moved by the configured rule); fenced like a commit, so
-    /// `false` means the row is no longer this owner's or moved meanwhile.
-    pub async fn jump(
-        &self,
-        client: &impl GenericClient,
-        key: &PartitionKey,
-        owner: Uuid,
-        from: i64,
-        to: i64,
-    ) -> Result<bool, tokio_postgres::Error> {
-        let stmt = client.prepare_cached(&self.jump_sql).await?;
-        let n = client
-            .execute(
-                &stmt,
-                &[
-                    &key.group_id,
-                    &key.topic,
-                    &key.partition,
-                    &owner,
-                    &from,
-                    &to,
-                ],
-            )
-            .await?;
-        Ok(n == 1)
     }
 
     /// The partition's row as it stands: `(owner, next_offset)`.

@@ -143,7 +143,11 @@ impl Shared {
                 let moved = self
                     .retrying(key, "move the stored offset of", cancel, || async {
                         let client = self.pool.get().await?;
-                        Ok(self.offsets.jump(&client, key, owner, stored, to).await?)
+                        // Fenced like a commit: the owner and the offset it moves from.
+                        Ok(self
+                            .offsets
+                            .advance(&client, key, owner, Some(stored), to)
+                            .await?)
                     })
                     .await;
                 match moved {

@@ -1,6 +1,7 @@
 //! Partition workers and what they share.
 
 pub mod edges;
+mod halt;
 mod reposition;
 mod start;
 pub mod worker;

@@ -17,13 +17,12 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::Shared;
-use crate::backoff::Backoff;
 use crate::kafka::{PartitionQueue, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::record::Record;
 use crate::sink::breaker::Breaker;
 use crate::sink::commit::{Committer, Outcome};
-use crate::sink::error::{ErrorClass, SinkError};
+use crate::sink::error::SinkError;
 use crate::sink::writer::TableWriter;
 use crate::throttle::Throttle;
 
@@ -209,14 +208,8 @@ impl PartitionWorker {
                 if let Some(n) = next_offset {
                     self.committed(n);
                 }
-                if reason.starts_with("poison storm") {
-                    shared.metrics.poison_storms.inc();
-                    error!(partition = %self.key, offset, state = ?State::Halted, %reason,
-                           "poison storm: partition halted (max_dead_letter_ratio)");
-                } else {
-                    error!(partition = %self.key, offset, state = ?State::Halted, %reason,
-                           "on_error is stop: partition halted before this record");
-                }
+                error!(partition = %self.key, offset, state = ?State::Halted, %reason,
+                       "partition halted before this record");
                 Some(self.halt(offset, reason, sqlstate).await)
             }
             Err(e) => Some(Exit::Failed(e.into())),
@@ -382,46 +375,5 @@ impl PartitionWorker {
         if let Err(e) = stored {
             debug!(partition = %self.key, error = %e, "advisory offset not stored");
         }
-    }
-
-    /// Holds the partition without writing until stopped, so that nothing
-    /// goes past `offset` (a bad record, or a stored offset outside the
-    /// log); records why for `sluice check` and `/readyz`.
-    pub(super) async fn halt(&self, offset: i64, reason: String, sqlstate: Option<String>) -> Exit {
-        let shared = &self.shared;
-        shared.set_halted(
-            &self.key,
-            Some(format!("halted before offset {offset}: {reason}")),
-        );
-        let mut backoff = Backoff::new(shared.retry.initial_backoff, shared.retry.max_backoff);
-        loop {
-            let recorded: Result<bool, SinkError> = async {
-                let client = shared.pool.get().await?;
-                let code = sqlstate.as_deref();
-                Ok(shared
-                    .offsets
-                    .record_halt(&client, &self.key, self.owner, offset, &reason, code)
-                    .await?)
-            }
-            .await;
-            match recorded {
-                Ok(true) => break,
-                // Fenced out meanwhile: the partition's new owner decides.
-                Ok(false) => {
-                    shared.set_halted(&self.key, None);
-                    info!(partition = %self.key, "halt not recorded: another worker owns the partition now");
-                    return Exit::Stale { owner: None };
-                }
-                Err(e) if e.class() == ErrorClass::Retry => {
-                    if !backoff.wait(&self.stop).await {
-                        break;
-                    }
-                }
-                Err(e) => return Exit::Failed(e.into()),
-            }
-        }
-        self.stop.cancelled().await;
-        shared.set_halted(&self.key, None);
-        Exit::Stopped
     }
 }

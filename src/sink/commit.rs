@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Object, Pool};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 use uuid::Uuid;
 
 use super::breaker::Breaker;
@@ -158,6 +158,11 @@ impl Committer<'_> {
                 .breaker
                 .would_trip(DeadLetterKind::Refused, &err.to_string())
             {
+                // Said here, where the breaker trips: the halt that follows
+                // is reported like any other.
+                self.metrics.poison_storms.inc();
+                error!(partition = %self.key, offset = record.offset, reason = %why,
+                       "poison storm: partition halted (max_dead_letter_ratio)");
                 return self.halt_at(start, records, 0, why, sqlstate).await;
             }
             warn!(partition = %self.key, offset = record.offset, error = %err,
