@@ -11,9 +11,11 @@ ARG DEBIAN=bookworm
 # ---- build ------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-${DEBIAN} AS build
 # rdkafka-sys compiles librdkafka from source: a C toolchain, make, and the
-# zlib headers (libz is linked dynamically).
+# headers of the libraries it links dynamically: zlib, OpenSSL (TLS,
+# SCRAM), Cyrus SASL (Kerberos) and libcurl (OAUTHBEARER's OIDC flow).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential pkg-config \
+      zlib1g-dev libssl-dev libsasl2-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -24,7 +26,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin sluice \
  && install -D -m 0755 target/release/sluice /out/usr/local/bin/sluice
 # The shared libraries the binary links beyond what the runtime image ships
-# (glibc, libgcc_s): derived from ldd, as ./dev image does (today: libz).
+# (glibc, libgcc_s): derived from ldd, as ./dev image does (libz, libssl,
+# libcrypto, libsasl2, libcurl and what they link).
 RUN ldd /out/usr/local/bin/sluice \
   | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' \
   | grep -Ev '/(libc|libm|libgcc_s|libpthread|libdl|librt|ld-linux[^/]*)\.so' \

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::backoff::Backoff;
 use crate::config::{redact_url, Config, Problem};
 use crate::health;
+use crate::kafka::probe::{first_contact, ProbeError};
 use crate::kafka::{client_config, SinkConsumer, SinkContext};
 use crate::metrics::Metrics;
 use crate::migrate::migrate;
@@ -28,6 +29,9 @@ use crate::sink::{plan_writers, PlanError};
 /// group) after the workers: a fifth, at most this.
 const CLOSE_RESERVE: Duration = Duration::from_secs(3);
 
+/// How long start-up waits for a first answer from the brokers.
+const KAFKA_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Closing the consumer gets at least this long, even past the grace.
 const MIN_CLOSE: Duration = Duration::from_secs(1);
 
@@ -39,10 +43,12 @@ pub enum AppError {
     PgSetup(#[from] PgSetupError),
     #[error(transparent)]
     Postgres(#[from] SinkError),
-    #[error("the target tables do not match the configuration:\n{}", list(.0))]
+    #[error("the database does not fit the configuration (tables, columns, privileges):\n{}", list(.0))]
     Plan(Vec<Problem>),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    KafkaSetup(#[from] ProbeError),
     #[error("{0}")]
     Failed(String),
 }
@@ -85,6 +91,7 @@ pub async fn run(
     let Some(writers) = prepare(&config, &pool, &metrics, &stop).await? else {
         return Ok(());
     };
+    contact_kafka(&config).await?;
     let shared = Arc::new(Shared::new(&config, pool, writers, metrics, stop));
     let workers = Arc::new(Workers::default());
     let context = SinkContext::new(Arc::clone(&shared), Arc::clone(&workers), Handle::current());
@@ -194,6 +201,33 @@ async fn serve(consumer: &SinkConsumer, shared: &Shared) -> Result<(), AppError>
     }
 }
 
+/// A wrong certificate, key or password stops start-up here, named, rather
+/// than leaving a replica that retries forever and never joins the group.
+/// An unreachable cluster only warns: librdkafka keeps trying, and the
+/// replica stays not ready until it joins.
+async fn contact_kafka(config: &Config) -> Result<(), AppError> {
+    let probe_config = config.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let topic = probe_config.routes.first().map(|r| r.topic.clone());
+        first_contact(
+            &probe_config,
+            topic.as_deref().unwrap_or(""),
+            KAFKA_PROBE_TIMEOUT,
+        )
+        .map(drop)
+    })
+    .await
+    .map_err(|e| AppError::Failed(format!("the Kafka probe failed: {e}")))?;
+    match verdict {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_setting() => Err(e.into()),
+        Err(e) => {
+            warn!(error = %e, "Kafka is not reachable yet; starting anyway (librdkafka keeps trying)");
+            Ok(())
+        }
+    }
+}
+
 /// Migrates sluice's schema and plans every route's writer, waiting for
 /// Postgres if it is not reachable yet. `None` when shut down meanwhile.
 async fn prepare(
@@ -217,12 +251,16 @@ async fn prepare(
         .await;
         match attempt {
             Ok(writers) => return Ok(Some(writers)),
+            // A certificate, TLS or password problem does not go away.
+            Err(PlanError::Postgres(e)) if pg::connect_failure(&e, &config.postgres).is_some() => {
+                return Err(pg::connect_failure(&e, &config.postgres).map_or(e.into(), Into::into));
+            }
             Err(PlanError::Postgres(e)) if e.class() == ErrorClass::Retry => {
                 metrics
                     .pg_errors
                     .with_label_values(&[&e.class_label()])
                     .inc();
-                warn!(error = %e, "Postgres is not reachable yet; retrying");
+                warn!(error = %pg::describe(&e, &config.postgres), "Postgres is not reachable yet; retrying");
                 if !backoff.wait(stop).await {
                     return Ok(None);
                 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::kafka::probe::{first_contact, ProbeContext, ProbeError};
+
 use crate::config::{quote_ident, redact_url, Config, ConfigError, Problem};
-use crate::kafka::client_config;
 use crate::migrate::migrate;
 use crate::pg;
 use crate::sink::{plan_writers, PlanError};
@@ -68,15 +69,13 @@ async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
         )
     };
     let url = redact_url(config.postgres.url.expose());
-    let pg_config = match pg::connection_config(&config.postgres) {
-        Ok(c) => c,
+    let client = match pg::connect(&config.postgres).await {
+        Ok(client) => client,
         Err(e) => return problem(e.to_string()),
     };
-    let (client, connection) = match pg_config.connect(tokio_postgres::NoTls).await {
-        Ok(pair) => pair,
-        Err(e) => return problem(format!("cannot connect to {url}: {e}")),
-    };
-    tokio::spawn(connection);
+    if let Some(warning) = pg::unencrypted_warning(&config.postgres, &client).await {
+        eprintln!("warning: {warning}");
+    }
     let mut problems = match plan_writers(config, &client).await {
         Ok(_) => Vec::new(),
         Err(PlanError::Problems(p)) => p,
@@ -123,7 +122,7 @@ async fn stored_offsets(config: &Config, client: &tokio_postgres::Client) -> Sto
 /// or moves by `on_offset_out_of_range`), said before sluice runs.
 fn offsets_outside_the_log(
     config: &Config,
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<ProbeContext>,
     stored: &Stored,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -198,24 +197,21 @@ async fn halts(config: &Config, client: &tokio_postgres::Client) -> Vec<Problem>
 }
 
 async fn check_kafka(config: &Config, stored: Stored) -> Vec<Problem> {
-    let consumer: BaseConsumer = match client_config(config).create() {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![Problem {
-                path: "kafka.librdkafka".into(),
-                message: e.to_string(),
-            }];
-        }
-    };
     let topics: Vec<(usize, String)> = config
         .routes
         .iter()
         .enumerate()
         .map(|(i, r)| (i, r.topic.clone()))
         .collect();
-    let brokers = config.kafka.brokers.clone();
     let config = config.clone();
     let checked = tokio::task::spawn_blocking(move || {
+        let first = topics.first().map_or("", |(_, t)| t.as_str());
+        // A certificate, credential or unreachable broker is one problem,
+        // named once, not once per topic.
+        let consumer = match first_contact(&config, first, KAFKA_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => return vec![probe_problem(&e)],
+        };
         let mut problems = Vec::new();
         for (i, topic) in topics {
             let found = consumer
@@ -230,7 +226,10 @@ async fn check_kafka(config: &Config, stored: Stored) -> Vec<Problem> {
                 Err((true, e)) => {
                     problems.push(Problem {
                         path: "kafka.brokers".into(),
-                        message: format!("cannot fetch metadata from {brokers}: {e}"),
+                        message: format!(
+                            "cannot fetch metadata from {}: {e}",
+                            config.kafka.brokers
+                        ),
                     });
                     break;
                 }
@@ -254,29 +253,27 @@ async fn check_kafka(config: &Config, stored: Stored) -> Vec<Problem> {
     })
 }
 
+/// A probe failure as a problem: its path is the setting it names.
+fn probe_problem(e: &ProbeError) -> Problem {
+    let text = e.to_string();
+    let (path, message) = text.split_once(": ").unwrap_or(("kafka", text.as_str()));
+    Problem {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error(transparent)]
     Setup(#[from] pg::PgSetupError),
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        source: tokio_postgres::Error,
-    },
     #[error("migration failed: {0}")]
     Migrate(tokio_postgres::Error),
 }
 
 /// `sluice migrate`: applies pending migrations of the state schema.
 pub async fn migrate_only(config: &Config) -> Result<Vec<i32>, MigrateError> {
-    let (mut client, connection) = pg::connection_config(&config.postgres)?
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|source| MigrateError::Connect {
-            url: redact_url(config.postgres.url.expose()),
-            source,
-        })?;
-    tokio::spawn(connection);
+    let mut client = pg::connect(&config.postgres).await?;
     migrate(&mut client, &config.postgres.state_schema)
         .await
         .map_err(MigrateError::Migrate)

@@ -20,16 +20,21 @@
 //! ## Layout
 //! - [`config`]: the YAML contract, `${VAR}` expansion, validation.
 //! - [`app`]: `sluice run` — wiring, main poll loop, shutdown.
-//! - [`kafka`]: librdkafka settings, the rebalance callback, and what the
-//!   brokers say about a log (its bounds, a topic's partitions).
+//! - [`kafka`]: librdkafka settings (`kafka.security` → TLS/SASL keys), the
+//!   first contact that names a certificate or credential problem
+//!   (`kafka::probe`), the rebalance callback, and what the brokers say
+//!   about a log (its bounds, a topic's partitions).
 //! - [`pipeline`]: partition workers and the state they share; where a
 //!   partition starts, and what a stored offset outside the log does.
 //! - [`record`]: a Kafka record copied out of librdkafka.
 //! - [`sink`]: catalog, decoding and coercion, binary cells, batch writer,
-//!   commit with retry/bisection, SQLSTATE classification.
+//!   commit with retry/bisection, SQLSTATE classification, and the
+//!   privileges each route needs (`sink::privileges`).
 //! - [`offsets`]: the offset store and its fence.
 //! - [`migrate`]: sluice's own schema (`migrations/*.sql`).
-//! - [`pg`]: the Postgres connection pool.
+//! - [`pg`]: the Postgres connection pool, and libpq-compatible TLS
+//!   (`sslmode`, `sslrootcert`, client certificates) read from the URL,
+//!   `postgres.ssl` or the `PGSSL*` environment.
 //! - [`metrics`]: Prometheus metrics on a registry passed in.
 //! - [`throttle`]: the replica's rows/bytes-per-second budget and its
 //!   adaptive brake (AIMD on commit latency and replication lag).

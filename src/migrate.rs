@@ -1,6 +1,13 @@
 //! sluice's own schema, created and upgraded from the versioned SQL files in
 //! `migrations/`. Safe to run from every replica at once: a session advisory
 //! lock serialises them, and each version is applied in its own transaction.
+//!
+//! A schema that is already current is left alone without a single DDL
+//! statement, so `sluice run` (with `auto_migrate`) can start as a role that
+//! may create nothing: `CREATE SCHEMA IF NOT EXISTS` checks CREATE on the
+//! database, and `CREATE TABLE IF NOT EXISTS` CREATE on the schema, before
+//! they look for the object (docs/operations.md, "Least privilege: two
+//! roles"). The advisory lock needs no privilege.
 
 use tokio_postgres::Client;
 
@@ -22,7 +29,11 @@ pub async fn migrate(
     client
         .execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key])
         .await?;
-    let result = apply(client, &schema).await;
+    let result = match current(client, state_schema, &schema).await {
+        Ok(true) => Ok(Vec::new()),
+        Ok(false) => apply(client, &schema).await,
+        Err(e) => Err(e),
+    };
     // Released even when applying failed, so another replica can try.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key])
@@ -30,6 +41,42 @@ pub async fn migrate(
     let applied = result?;
     unlocked?;
     Ok(applied)
+}
+
+/// Whether every migration is recorded, found with reads alone: the
+/// catalog (readable by every role) says whether `schema_migrations`
+/// exists, and only then is it read (SELECT on it).
+async fn current(
+    client: &Client,
+    state_schema: &str,
+    schema: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'schema_migrations')",
+            &[&state_schema],
+        )
+        .await?
+        .try_get(0)?;
+    if !exists {
+        return Ok(false);
+    }
+    let done = applied(client, schema).await?;
+    Ok(MIGRATIONS.iter().all(|(v, _, _)| done.contains(v)))
+}
+
+async fn applied(client: &Client, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+    client
+        .query(
+            &format!("SELECT version FROM {schema}.schema_migrations"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
 }
 
 async fn apply(client: &mut Client, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
@@ -42,15 +89,7 @@ async fn apply(client: &mut Client, schema: &str) -> Result<Vec<i32>, tokio_post
                  applied_at timestamptz NOT NULL DEFAULT now())"
         ))
         .await?;
-    let done: Vec<i32> = client
-        .query(
-            &format!("SELECT version FROM {schema}.schema_migrations"),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let done = applied(client, schema).await?;
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS {
         if done.contains(&version) {

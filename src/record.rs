@@ -55,11 +55,13 @@ impl Record {
 }
 
 /// A header name as text for the dead-letter table: as it is when it is
-/// UTF-8, otherwise byte-escaped (`\xff`), so no byte is lost.
+/// UTF-8 with no NUL and no backslash, otherwise every byte escaped as
+/// `escape_ascii` does (`\xff`, `\\`, `\"`), so no byte is lost and no two
+/// names look alike: a stored name holding a backslash is escaped.
 pub fn header_name_text(name: &[u8]) -> String {
     match std::str::from_utf8(name) {
-        Ok(s) => s.replace('\0', "\\x00"),
-        Err(_) => name.escape_ascii().to_string(),
+        Ok(s) if !s.contains(['\0', '\\']) => s.to_owned(),
+        _ => name.escape_ascii().to_string(),
     }
 }
 

@@ -104,11 +104,11 @@ fn expand_line(
             } else {
                 match (env(name), default) {
                     (Some(value), None) => {
-                        out.text.push_str(&value);
+                        out.text.push_str(&quoted_for(quote, &value));
                         out.secrets.push(value);
                     }
                     (Some(value), Some(_)) if !value.is_empty() => {
-                        out.text.push_str(&value);
+                        out.text.push_str(&quoted_for(quote, &value));
                         out.secrets.push(value);
                     }
                     (_, Some(default)) => out.text.push_str(default),
@@ -149,6 +149,20 @@ fn expand_line(
         prev = Some(c);
     }
     changed
+}
+
+/// `value` as it must be written inside the YAML scalar it stands in, so
+/// that YAML reads back exactly the value (a password may hold `\`, `"` or
+/// `'`): escaped inside double quotes, `'` doubled inside single quotes.
+/// Line breaks are left as they are (YAML folds them in quoted scalars).
+fn quoted_for(quote: Option<char>, value: &str) -> std::borrow::Cow<'_, str> {
+    match quote {
+        Some('"') if value.contains(['\\', '"']) => {
+            value.replace('\\', "\\\\").replace('"', "\\\"").into()
+        }
+        Some('\'') if value.contains('\'') => value.replace('\'', "''").into(),
+        _ => value.into(),
+    }
 }
 
 /// Whether a quote after `before` starts a quoted YAML scalar (rather than

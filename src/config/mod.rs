@@ -6,14 +6,16 @@ mod columns;
 mod defaults;
 mod error;
 mod expand;
+mod kafka;
+mod kafka_security;
 mod names;
+mod postgres_tls;
 mod route;
 mod secret;
 mod units;
 mod validate;
 mod yaml_error;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -23,7 +25,10 @@ use serde::Deserialize;
 pub use columns::ColumnSource;
 use defaults::*;
 pub use error::{ConfigError, Problem};
+pub use kafka::{KafkaConfig, StartFrom};
+pub use kafka_security::{KafkaSecurity, SaslConfig, SaslMechanism, SecurityProtocol, SslConfig};
 pub use names::{is_plain_identifier, quote_ident, TableName};
+pub use postgres_tls::{PgSslMode, PostgresSsl};
 pub use route::{Format, Mode, OffsetOutOfRange, OnError, RouteConfig, WriteMethod};
 pub use secret::{redact_url, Secret};
 pub use units::{parse_duration, ByteSize};
@@ -132,60 +137,6 @@ pub struct RetryConfig {
     pub max_backoff: Duration,
 }
 
-/// The `kafka` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap brokers, comma-separated "host:port" pairs. Required.
-    pub brokers: String,
-    /// The consumer group id; replicas sharing it split the partitions. Required.
-    pub group_id: String,
-    /// Where to start in a partition for which Postgres holds no offset yet:
-    /// `earliest`, `latest` or `committed` (the group's offset committed in
-    /// Kafka, falling back to earliest). Default: `earliest`.
-    #[serde(default = "default_start_from")]
-    pub start_from: StartFrom,
-    /// How long a rebalance waits for the workers of revoked partitions to
-    /// finish their current batch (1s to 10m); also how long a worker
-    /// fenced out by another claim waits for its revoke before it claims a
-    /// partition the group still assigns to it again. Default: `10s`.
-    #[serde(
-        default = "default_revoke_timeout",
-        deserialize_with = "units::duration"
-    )]
-    pub revoke_timeout: Duration,
-    /// Raw librdkafka settings passed through to the consumer (values may be
-    /// strings, numbers or booleans). Keys sluice owns are rejected. Default:
-    /// empty.
-    #[serde(default, deserialize_with = "units::string_map")]
-    pub librdkafka: BTreeMap<String, String>,
-    /// What a partition does when its offset stored in Postgres does not
-    /// fit the log. `halt`: hold it, write nothing and report it (`/readyz`
-    /// 503, an ERROR, `sluice_partitions_halted`, `sluice check`) until an
-    /// operator moves the stored offset. `earliest`: go on from the log
-    /// start, counting the skipped offsets in
-    /// `sluice_offset_gap_records_total`. Absent: the stored offset is
-    /// ahead of the log end (a recreated topic, a truncated log, another
-    /// cluster) → `halt`; behind the log start (retention deleted records
-    /// sluice never wrote) → `earliest`, with a WARN. Routes may override
-    /// it. Default: absent.
-    #[serde(default)]
-    pub on_offset_out_of_range: Option<OffsetOutOfRange>,
-}
-
-/// Where to start consuming a partition that has no offset in Postgres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartFrom {
-    /// The oldest message still in the partition.
-    #[default]
-    Earliest,
-    /// Only messages produced after sluice starts.
-    Latest,
-    /// The offset the consumer group committed in Kafka (earliest if none).
-    Committed,
-}
-
 /// The `postgres` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,7 +154,10 @@ pub struct PostgresConfig {
     #[serde(default = "default_state_schema")]
     pub state_schema: String,
     /// Run sluice's own schema migrations at start-up; turn off when a
-    /// separate `sluice migrate` job with DDL rights does it. Default: `true`.
+    /// separate `sluice migrate` job with DDL rights does it. A current
+    /// schema is left alone without any DDL, so a runtime role that may
+    /// create nothing can keep it on (it needs SELECT on
+    /// `<state_schema>.schema_migrations`). Default: `true`.
     #[serde(default = "default_true")]
     pub auto_migrate: bool,
     /// How long to wait for a new connection. Default: `10s`.
@@ -241,6 +195,13 @@ pub struct PostgresConfig {
         deserialize_with = "units::duration"
     )]
     pub unready_after: Duration,
+    /// TLS to Postgres: `mode`, `ca_file`, `cert_file`, `key_file`, the
+    /// typed twins of libpq's `sslmode`, `sslrootcert`, `sslcert` and
+    /// `sslkey` (which `url` may carry instead). Default: absent (what the
+    /// URL, the PGSSL* environment variables and libpq's defaults say:
+    /// `prefer`).
+    #[serde(default)]
+    pub ssl: Option<PostgresSsl>,
 }
 
 /// The `batch` section: a batch is written when ANY limit is reached.
@@ -349,7 +310,12 @@ impl Config {
         let expanded = expand::expand(text, &env).map_err(ConfigError::Invalid)?;
         let config: Config = serde_yaml::from_str(&expanded.text)
             .map_err(|error| ConfigError::Invalid(vec![expanded.yaml_problem(&error)]))?;
-        let problems = config.validate();
+        // Problems quote field values, which may have come from ${VAR}.
+        let problems: Vec<Problem> = config
+            .validate()
+            .into_iter()
+            .map(|p| expanded.scrub_problem(p))
+            .collect();
         if problems.is_empty() {
             Ok(config)
         } else {

@@ -44,7 +44,14 @@ impl fmt::Display for Secret {
 /// `postgres://user:pass@host/db` and key/value form `password=...`) with
 /// ***, for logs.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
+    // A URL starts with its scheme; a key/value string may hold `://` in a
+    // (quoted) value, the password among them.
+    let scheme = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    };
+    let Some(scheme_end) = url.find("://").filter(|&i| scheme(&url[..i])) else {
         return redact_keywords(url, is_kv_separator);
     };
     let (head, rest) = url.split_at(scheme_end + 3);

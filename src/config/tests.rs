@@ -211,10 +211,16 @@ fn bad_duration() {
     assert_one(
         &p,
         "batch.linger",
-        r#"invalid duration "fast" (write it like "250ms" or "10s")"#,
+        r#"invalid duration "fast": expected a number at "fast" (write it like "250ms", "10s", "1m" or "1m30s")"#,
     );
     let p = problems(&format!("{MINIMAL}batch:\n  linger: 50\n"));
     assert_one(&p, "batch.linger", "a unit is required");
+    // One grammar (issue #17): what other parsers guess at is refused,
+    // with the spelling to use.
+    let p = problems(&format!("{MINIMAL}batch:\n  linger: 1M\n"));
+    assert_one(&p, "batch.linger", "minutes or months?");
+    let p = problems(&format!("{MINIMAL}batch:\n  max_bytes: 4 mib\n"));
+    assert_one(&p, "batch.max_bytes", "write \"4MiB\"");
 }
 
 #[test]
@@ -342,4 +348,6 @@ fn error_display_lists_every_problem() {
 }
 
 mod examples;
+mod fuzz;
+mod security;
 mod validation;

@@ -30,43 +30,66 @@ impl ByteSize {
 
 const SIZE_HINT: &str = r#"(write it like "4MiB" or "512KiB")"#;
 
-/// Units accepted after the number, matched case-insensitively.
+/// The size units, spelled exactly so (IEC for powers of 1024, SI for
+/// powers of 1000): "mb" or "Mb" could mean either, and bits or bytes.
 const SIZE_UNITS: &[(&str, u64)] = &[
     ("", 1),
-    ("b", 1),
-    ("kb", 1_000),
-    ("mb", 1_000_000),
-    ("gb", 1_000_000_000),
-    ("tb", 1_000_000_000_000),
-    ("kib", 1 << 10),
-    ("mib", 1 << 20),
-    ("gib", 1 << 30),
-    ("tib", 1 << 40),
+    ("B", 1),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("TB", 1_000_000_000_000),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("TiB", 1 << 40),
 ];
 
 impl FromStr for ByteSize {
     type Err = String;
 
-    /// Parses "4MiB", "4 MiB", "64KB", "100B" or "4096".
+    /// Parses `<digits><unit>`: "4MiB", "64KB", "100B", or "4096" (bytes).
+    /// Nothing else: no space before the unit, no other spelling of it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || format!("invalid size {s:?} {SIZE_HINT}");
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (digits, unit) = t.split_at(split);
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
         if digits.is_empty() {
             return Err(invalid());
         }
         let number: u64 = digits.parse().map_err(|_| invalid())?;
-        let unit = unit.trim_start().to_ascii_lowercase();
-        let factor = SIZE_UNITS
+        let Some(factor) = SIZE_UNITS
             .iter()
             .find(|(name, _)| *name == unit)
             .map(|(_, factor)| *factor)
-            .ok_or_else(invalid)?;
+        else {
+            return Err(size_unit_problem(s, digits, unit));
+        };
         number
             .checked_mul(factor)
             .map(ByteSize)
             .ok_or_else(|| format!("size {s:?} is too large {SIZE_HINT}"))
+    }
+}
+
+/// Says what is wrong with a size's unit, and the spelling to use.
+fn size_unit_problem(s: &str, digits: &str, unit: &str) -> String {
+    let trimmed = unit.trim();
+    let known = SIZE_UNITS
+        .iter()
+        .find(|(name, _)| !name.is_empty() && name.eq_ignore_ascii_case(trimmed));
+    match known {
+        Some((name, _)) if trimmed != unit => format!(
+            "invalid size {s:?}: no space between the number and the unit; write \"{digits}{name}\""
+        ),
+        Some((name, _)) => format!(
+            "invalid size {s:?}: units are case-sensitive; write \"{digits}{name}\" \
+             (KiB, MiB, GiB: powers of 1024; KB, MB, GB: powers of 1000)"
+        ),
+        None => format!(
+            "invalid size {s:?}: unknown unit {trimmed:?}; use B, KB, MB, GB, TB (powers of 1000) \
+             or KiB, MiB, GiB, TiB (powers of 1024) {SIZE_HINT}"
+        ),
     }
 }
 
@@ -117,12 +140,89 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-const DURATION_HINT: &str = r#"(write it like "250ms" or "10s")"#;
+const DURATION_HINT: &str = r#"(write it like "250ms", "10s", "1m" or "1m30s")"#;
 
-/// Parses a humantime duration ("250ms", "10s", "1m", "1h 30m").
+/// The duration units, lower case only: `M` (a month to most parsers) and
+/// `S` are refused rather than guessed. Nothing sluice times runs in days.
+const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
+
+/// Parses one or more `<digits><unit>` terms with no spaces, units `ms`,
+/// `s`, `m` and `h`, each unit at most once and largest first: "250ms",
+/// "10s", "1m30s", "1h".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("invalid duration {s:?} {DURATION_HINT}"))
+    let invalid = |why: String| format!("invalid duration {s:?}: {why} {DURATION_HINT}");
+    if s.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    let mut rest = s;
+    let mut total: u64 = 0;
+    let mut previous_factor = u64::MAX;
+    while !rest.is_empty() {
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(digits_end);
+        if digits.is_empty() {
+            return Err(invalid(format!("expected a number at {rest:?}")));
+        }
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let factor = match DURATION_UNITS.iter().find(|(name, _)| *name == unit) {
+            Some((_, factor)) => *factor,
+            None if unit.is_empty() => {
+                return Err(invalid(format!("{digits} has no unit (ms, s, m or h)")))
+            }
+            None => return Err(invalid(duration_unit_problem(unit))),
+        };
+        if factor >= previous_factor {
+            return Err(invalid(
+                "write each unit once, largest first, like \"1m30s\"".into(),
+            ));
+        }
+        previous_factor = factor;
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| invalid("the number is too large".into()))?;
+        total = number
+            .checked_mul(factor)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(|| invalid("it is too long".into()))?;
+        rest = next;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Says what is wrong with a duration's unit.
+fn duration_unit_problem(unit: &str) -> String {
+    let trimmed = unit.trim();
+    if trimmed.starts_with(['.', ',']) {
+        return "no fractions; write a smaller unit, like \"1500ms\" for 1.5s".into();
+    }
+    if trimmed != unit && DURATION_UNITS.iter().any(|(name, _)| *name == trimmed) {
+        return "no spaces inside a duration".into();
+    }
+    if trimmed == "M" {
+        return "unit \"M\" is ambiguous (minutes or months?); write minutes as \"m\"".into();
+    }
+    if let Some((name, _)) = DURATION_UNITS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(trimmed))
+    {
+        return format!("units are lower case; write {name:?}");
+    }
+    let spelled = match trimmed.to_ascii_lowercase().as_str() {
+        "sec" | "secs" | "second" | "seconds" => Some("s"),
+        "min" | "mins" | "minute" | "minutes" => Some("m"),
+        "msec" | "msecs" | "millis" | "millisecond" | "milliseconds" => Some("ms"),
+        "hr" | "hrs" | "hour" | "hours" => Some("h"),
+        _ => None,
+    };
+    match spelled {
+        Some(short) => format!("write the unit {trimmed:?} as {short:?}"),
+        None => format!("unknown unit {trimmed:?}; use ms, s, m or h"),
+    }
 }
 
 /// `deserialize_with` helper for `std::time::Duration` fields.
@@ -263,19 +363,37 @@ mod tests {
             ("1GB", 1_000_000_000),
             ("100B", 100),
             ("4096", 4096),
-            ("4 MiB", 4 << 20),
-            ("4mib", 4 << 20),
         ];
         for (text, bytes) in cases {
             assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
         }
-        for bad in ["big", "", "MiB", "4XB", "1.5MiB", "-1", "99999999999TiB"] {
+        for bad in [
+            "big",
+            "",
+            "MiB",
+            "4XB",
+            "1.5MiB",
+            "-1",
+            "99999999999TiB",
+            " 4MiB",
+        ] {
             assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
         }
         assert_eq!(
             "big".parse::<ByteSize>().unwrap_err(),
             r#"invalid size "big" (write it like "4MiB" or "512KiB")"#
         );
+        // One spelling per unit; the message gives it.
+        let error = |text: &str| text.parse::<ByteSize>().unwrap_err();
+        assert!(
+            error("4mib").contains(r#"case-sensitive; write "4MiB""#),
+            "{}",
+            error("4mib")
+        );
+        assert!(error("4mb").contains(r#"write "4MB""#));
+        assert!(error("4 MB").contains(r#"no space between the number and the unit; write "4MB""#));
+        assert!(error("4 MiB").contains(r#"write "4MiB""#));
+        assert!(error("4XB").contains("unknown unit \"XB\""));
     }
 
     #[test]
@@ -293,9 +411,47 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("1h2m3s4ms"),
+            Ok(Duration::from_millis(3_723_004))
+        );
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(
             parse_duration("fast").unwrap_err(),
-            r#"invalid duration "fast" (write it like "250ms" or "10s")"#
+            r#"invalid duration "fast": expected a number at "fast" (write it like "250ms", "10s", "1m" or "1m30s")"#
         );
+    }
+
+    #[test]
+    fn durations_have_one_spelling_and_the_error_gives_it() {
+        let error = |text: &str| parse_duration(text).unwrap_err();
+        for (text, says) in [
+            ("1M", "ambiguous (minutes or months?)"),
+            ("1S", r#"lower case; write "s""#),
+            ("50MS", r#"lower case; write "ms""#),
+            ("1H", r#"lower case; write "h""#),
+            ("5sec", r#"write the unit "sec" as "s""#),
+            ("5 seconds", r#"write the unit "seconds" as "s""#),
+            ("2min", r#"write the unit "min" as "m""#),
+            ("1 s", "no spaces inside a duration"),
+            ("1h 30m", "no spaces inside a duration"),
+            ("1d", r#"unknown unit "d"; use ms, s, m or h"#),
+            ("1y", r#"unknown unit "y""#),
+            (
+                "1.5s",
+                r#"no fractions; write a smaller unit, like "1500ms""#,
+            ),
+            ("10", "10 has no unit"),
+            ("30s1m", "largest first"),
+            ("1s1s", "largest first"),
+            ("", "it is empty"),
+            (" 1s", "expected a number"),
+            ("99999999999999999999s", "too large"),
+            ("18446744073709551615h", "too long"),
+        ] {
+            assert!(error(text).contains(says), "{text}: {}", error(text));
+        }
     }
 }

@@ -18,6 +18,7 @@ impl Expanded {
             if let Some(field) = message
                 .strip_prefix(prefix)
                 .and_then(|rest| rest.split('`').next())
+                .filter(|field| !field.is_empty())
             {
                 path = Some(match path {
                     Some(parent) => format!("{parent}.{field}"),
@@ -75,15 +76,25 @@ impl Expanded {
         out
     }
 
+    /// A validation problem with the values that came from the environment
+    /// replaced by ***: problems quote field values.
+    pub(crate) fn scrub_problem(&self, problem: Problem) -> Problem {
+        Problem::new(self.scrub(&problem.path), self.scrub(&problem.message))
+    }
+
     /// Replaces values that came from the environment with ***.
     fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            let quoted = format!("{secret:?}");
             text = text
-                .replace(&format!("{secret:?}"), "\"***\"")
+                .replace(&quoted, "\"***\"")
                 .replace(&format!("`{secret}`"), "`***`");
             if secret.len() >= 6 {
-                text = text.replace(secret.as_str(), "***");
+                // As it is, and escaped inside a longer quoted value.
+                text = text
+                    .replace(secret.as_str(), "***")
+                    .replace(&quoted[1..quoted.len() - 1], "***");
             }
         }
         text

@@ -1,13 +1,17 @@
 //! A throwaway PostgreSQL server for tests and the demo: `initdb` into a
 //! fresh temp dir, `pg_ctl start` on a free 127.0.0.1 port, trust auth.
+//! [`EmbeddedPostgres::start_with`] sets one up otherwise ([`Options`]:
+//! TLS, a `pg_hba.conf` of its own).
 //!
 //! Needs the PostgreSQL server binaries (Debian's `postgresql` package). As
 //! root, the server runs as the `postgres` OS user because postgres refuses
 //! to run as root.
 
+mod options;
+mod system;
+
 use std::fs;
 use std::io;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tempfile::TempDir;
+
+pub use options::Options;
+use system::{effective_uid, find_bin_dir, free_port, postgres_user};
 
 /// What went wrong while running an embedded PostgreSQL server.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,8 @@ pub struct EmbeddedPostgres {
     root: TempDir,
     /// Background shell that stops the server once this process is gone.
     reaper: Option<Child>,
+    /// `pg_hba.conf` is the caller's: connect as `postgres` over the socket.
+    own_hba: bool,
 }
 
 impl EmbeddedPostgres {
@@ -79,6 +88,11 @@ impl EmbeddedPostgres {
     /// Blocking (it runs `std::process` commands; about a second or two), so
     /// from async code prefer `tokio::task::spawn_blocking` outside tests.
     pub fn start() -> Result<EmbeddedPostgres, EmbeddedError> {
+        EmbeddedPostgres::start_with(Options::default())
+    }
+
+    /// Like [`start`](Self::start), set up by `options`.
+    pub fn start_with(options: Options) -> Result<EmbeddedPostgres, EmbeddedError> {
         let bin_dir = find_bin_dir()?;
         let run_as = if effective_uid()? == 0 {
             Some(postgres_user()?)
@@ -99,8 +113,10 @@ impl EmbeddedPostgres {
             port: 0,
             root,
             reaper: None,
+            own_hba: options.hba.is_some(),
         };
         pg.init_db()?;
+        options.apply(&pg.data_dir(), pg.run_as)?;
         pg.start_on_free_port()?;
         pg.reaper = pg.spawn_reaper();
         tracing::debug!(port = pg.port, dir = %pg.root_dir().display(), "embedded PostgreSQL started");
@@ -117,6 +133,22 @@ impl EmbeddedPostgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// A connection string for the server's superuser that its
+    /// `pg_hba.conf` lets in without a password or TLS: [`url`](Self::url),
+    /// or the unix socket (key/value form) when [`Options::hba`] replaced
+    /// the default.
+    pub fn admin_url(&self, database: &str) -> String {
+        if self.own_hba {
+            format!(
+                "host={} port={} user=postgres dbname={database}",
+                self.root_dir().display(),
+                self.port
+            )
+        } else {
+            self.url(database)
+        }
+    }
+
     /// Creates a database named after `prefix` (lower-cased, non-`[a-z0-9_]`
     /// replaced by `_`) plus a process-wide counter, and returns its URL.
     pub async fn create_database(&self, prefix: &str) -> Result<String, EmbeddedError> {
@@ -127,7 +159,7 @@ impl EmbeddedPostgres {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let (client, connection) =
-            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            tokio_postgres::connect(&self.admin_url("postgres"), tokio_postgres::NoTls)
                 .await
                 .map_err(EmbeddedError::Connect)?;
         let conn = tokio::spawn(connection);
@@ -161,7 +193,8 @@ impl EmbeddedPostgres {
         self.root.path()
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The data directory (where [`Options::files`] are placed).
+    pub fn data_dir(&self) -> PathBuf {
         self.root_dir().join("data")
     }
 
@@ -340,82 +373,6 @@ pub fn shared() -> Result<&'static EmbeddedPostgres, EmbeddedError> {
     }
     let pg = EmbeddedPostgres::start()?;
     Ok(SHARED.get_or_init(|| pg))
-}
-
-/// Directory holding initdb, pg_ctl and postgres: initdb's directory (after
-/// following symlinks, e.g. /usr/local/bin/initdb -> /usr/lib/postgresql/15/bin)
-/// when initdb is on PATH, else the highest /usr/lib/postgresql/<version>/bin.
-fn find_bin_dir() -> Result<PathBuf, EmbeddedError> {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("initdb"))
-            .find(|f| f.is_file())
-    });
-    let initdb = on_path
-        .or_else(|| {
-            fs::read_dir("/usr/lib/postgresql")
-                .ok()?
-                .flatten()
-                .filter_map(|e| {
-                    let version = e.file_name().to_str()?.parse::<u32>().ok()?;
-                    Some((version, e.path().join("bin/initdb")))
-                })
-                .filter(|(_, f)| f.is_file())
-                .max()
-                .map(|(_, f)| f)
-        })
-        .ok_or(EmbeddedError::BinaryNotFound("initdb"))?;
-    let resolved = initdb
-        .canonicalize()
-        .map_err(io_err(format!("resolving {}", initdb.display())))?;
-    // A canonical path to a file always has a parent.
-    let dir = resolved.parent().unwrap_or(Path::new("/")).to_path_buf();
-    for binary in ["pg_ctl", "postgres"] {
-        if !dir.join(binary).is_file() {
-            return Err(EmbeddedError::BinaryNotFound(binary));
-        }
-    }
-    Ok(dir)
-}
-
-/// Effective uid from /proc/self/status (`Uid: real effective saved fs`),
-/// which spares a libc dependency.
-fn effective_uid() -> Result<u32, EmbeddedError> {
-    let status =
-        fs::read_to_string("/proc/self/status").map_err(io_err("reading /proc/self/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1)?.parse().ok())
-        .ok_or_else(|| EmbeddedError::Io {
-            context: "parsing the Uid: line of /proc/self/status".into(),
-            source: io::ErrorKind::InvalidData.into(),
-        })
-}
-
-/// uid and gid of the `postgres` user from /etc/passwd.
-fn postgres_user() -> Result<(u32, u32), EmbeddedError> {
-    let passwd = fs::read_to_string("/etc/passwd").map_err(io_err("reading /etc/passwd"))?;
-    passwd
-        .lines()
-        .find_map(|line| {
-            let mut fields = line.split(':');
-            if fields.next()? != "postgres" {
-                return None;
-            }
-            let uid = fields.nth(1)?.parse().ok()?;
-            let gid = fields.next()?.parse().ok()?;
-            Some((uid, gid))
-        })
-        .ok_or(EmbeddedError::NoPostgresUser)
-}
-
-/// A port that was free a moment ago (the caller retries if it is taken).
-fn free_port() -> Result<u16, EmbeddedError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(io_err("probing for a free port"))
 }
 
 /// Lower-case `[a-z0-9_]` identifier starting with a letter or `_`, short

@@ -1,7 +1,9 @@
 //! The Kafka side: client settings and the consumer group's rebalances.
 
 pub mod log;
+pub mod probe;
 mod rebalance;
+pub mod security;
 
 use rdkafka::consumer::stream_consumer::{StreamConsumer, StreamPartitionQueue};
 use rdkafka::{ClientConfig, Offset};
@@ -53,6 +55,11 @@ pub fn client_config(config: &Config) -> ClientConfig {
     }
     for (k, v) in &config.kafka.librdkafka {
         cc.set(k, v);
+    }
+    if let Some(security) = &config.kafka.security {
+        for (k, v) in security::settings(security) {
+            cc.set(k, v);
+        }
     }
     cc.set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", &config.kafka.group_id)

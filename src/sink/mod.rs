@@ -11,8 +11,12 @@ pub mod dead_letters;
 pub mod decode;
 pub mod error;
 pub mod numeric;
+pub mod privileges;
 pub mod rows;
 pub mod writer;
+
+#[cfg(test)]
+mod fuzz_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +42,8 @@ impl From<tokio_postgres::Error> for PlanError {
 }
 
 /// Reads every route's table from the catalog and builds its writer,
-/// reporting every missing table, unknown column and unwritable type at once.
+/// reporting every missing table, unknown column, unwritable type and
+/// missing privilege (of the routes' tables and the state schema) at once.
 pub async fn plan_writers(
     config: &Config,
     client: &impl GenericClient,
@@ -57,6 +62,10 @@ pub async fn plan_writers(
             }
         };
         let catalog = catalog::read_table(client, &table).await?;
+        if let Some(found) = &catalog {
+            let mut lacking = privileges::check_route(client, i, route, &table, found).await?;
+            problems.append(&mut lacking);
+        }
         match catalog::plan_route(i, route, &table, catalog.as_ref()) {
             Ok(planned) => {
                 let writer = TableWriter::new(
@@ -78,6 +87,7 @@ pub async fn plan_writers(
             Err(mut p) => problems.append(&mut p),
         }
     }
+    problems.append(&mut privileges::check_state(client, config).await?);
     if problems.is_empty() {
         Ok(writers)
     } else {

@@ -30,6 +30,55 @@ pub fn check_with(flags: &[&str], yaml: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `sluice check` must fail naming every one of `needles`; its output.
+/// (Runs the binary on a blocking section: tests are multi-threaded.)
+pub fn check_fails_naming(yaml: &str, needles: &[&str]) -> String {
+    let (code, text) = tokio::task::block_in_place(|| check_with(&[], yaml));
+    assert_ne!(code, 0, "check passed but should fail:\n{text}");
+    for needle in needles {
+        assert!(
+            text.contains(needle),
+            "check does not name {needle:?}:\n{text}"
+        );
+    }
+    text
+}
+
+/// `sluice check` must pass; its output.
+pub fn check_passes(yaml: &str) -> String {
+    let (code, text) = tokio::task::block_in_place(|| check_with(&[], yaml));
+    assert_eq!(code, 0, "check failed:\n{text}");
+    text
+}
+
+/// `sluice run` in-process must stop at start-up (not retry for ever)
+/// with an error naming every one of `needles`; the error.
+pub async fn run_fails_naming(yaml: &str, needles: &[&str]) -> String {
+    // Tests run side by side: any free port for the HTTP server.
+    let yaml = format!("{yaml}\nhttp:\n  listen: \"127.0.0.1:0\"\n");
+    let config = sluice::config::Config::from_yaml(&yaml, |_| None).expect("valid config");
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        sluice::app::run(
+            config,
+            &prometheus::Registry::new(),
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("sluice run stops at start-up, not retries for ever");
+    let error = outcome
+        .expect_err("sluice run must refuse to start")
+        .to_string();
+    for needle in needles {
+        assert!(
+            error.contains(needle),
+            "run's error does not name {needle:?}: {error}"
+        );
+    }
+    error
+}
+
 fn assert_fails_naming(yaml: &str, needles: &[&str]) {
     let (code, text) = check(yaml);
     assert_ne!(code, 0, "check passed but should fail:\n{text}");

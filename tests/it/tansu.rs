@@ -39,17 +39,43 @@ fn binary() -> PathBuf {
 /// A tansu broker on a free port; killed when dropped.
 pub struct Tansu {
     pub bootstrap: String,
+    /// Where tansu itself listens (plaintext), when a proxy fronts it.
+    pub listener: String,
+    /// librdkafka settings the harness's own clients (admin, producers)
+    /// need to reach it: TLS and SASL when it sits behind HAProxy.
+    client: Vec<(String, String)>,
     child: Child,
     _dir: tempfile::TempDir,
 }
 
+/// How to start tansu: behind a proxy it advertises the proxy's address,
+/// and the harness's clients connect the way sluice will.
+#[derive(Default)]
+pub struct TansuOptions {
+    /// `host:port` advertised to clients (and used as the bootstrap);
+    /// default: tansu's own listener.
+    pub advertised: Option<String>,
+    /// Require SASL (tansu's `--authentication`).
+    pub authentication: bool,
+    /// librdkafka settings for the harness's clients.
+    pub client: Vec<(String, String)>,
+}
+
 impl Tansu {
     pub fn start() -> Tansu {
+        Tansu::start_with(TansuOptions::default())
+    }
+
+    pub fn start_with(options: TansuOptions) -> Tansu {
         let binary = tokio::task::block_in_place(binary);
         // tansu reads a `.env` from its working directory: an empty one.
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = options
+            .advertised
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{port}"));
         let mut command = Command::new(binary);
         command
             .args([
@@ -57,11 +83,14 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &format!("tcp://{advertised}"),
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .current_dir(dir.path())
             .stdout(Stdio::null());
+        if options.authentication {
+            command.arg("--authentication");
+        }
         // TANSU_LOG=<file> keeps the group coordinator's log for a diagnosis.
         match std::env::var("TANSU_LOG") {
             Ok(path) => {
@@ -80,17 +109,27 @@ impl Tansu {
             std::thread::sleep(Duration::from_millis(20));
         }
         Tansu {
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: advertised,
+            listener: format!("127.0.0.1:{port}"),
+            client: options.client,
             child,
             _dir: dir,
         }
     }
 
+    /// A client configuration reaching this broker the harness's way.
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.client {
+            config.set(k, v);
+        }
+        config
+    }
+
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let results = admin
             .create_topics([&topic], &AdminOptions::new())
@@ -103,8 +142,7 @@ impl Tansu {
 
     /// A producer that sends every record as its own batch, in order.
     pub fn producer(&self) -> FutureProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.client_config()
             .set("batch.num.messages", "1")
             .set("linger.ms", "0")
             // One request in flight keeps order across retries. Not

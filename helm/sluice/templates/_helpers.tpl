@@ -78,23 +78,24 @@ Prometheus reach the pod from outside, so the address must be 0.0.0.0 or
 {{- end }}
 
 {{/*
-A sluice duration ("25s", "1m", "500ms", "1h 30m", "1m30s") in milliseconds.
+A sluice duration ("25s", "1m", "500ms", "1m30s") in milliseconds.
 Called with (list "config.shutdown_grace" value).
 */}}
 {{- define "sluice.durationMs" -}}
 {{- $path := index . 0 }}
-{{- $text := index . 1 | toString | trim }}
-{{- $units := dict "ms" 1 "msec" 1 "millis" 1 "s" 1000 "sec" 1000 "secs" 1000 "second" 1000 "seconds" 1000 "m" 60000 "min" 60000 "mins" 60000 "minute" 60000 "minutes" 60000 "h" 3600000 "hr" 3600000 "hrs" 3600000 "hour" 3600000 "hours" 3600000 "d" 86400000 "day" 86400000 "days" 86400000 }}
-{{- $leftover := regexReplaceAll "[0-9]+\\s*[a-zA-Z]+" $text "" | trim }}
-{{- if or (eq $text "") (ne (regexReplaceAll "\\s+" $leftover "") "") }}
-{{- fail (printf "%s is %q: write a duration with a unit, like \"25s\", \"1m\" or \"500ms\"" $path $text) }}
+{{- $text := index . 1 | toString }}
+{{- /* sluice's grammar (src/config/units.rs): <digits><unit> terms, no
+spaces, units ms, s, m, h in lower case. */}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 }}
+{{- if not (regexMatch "^([0-9]+[a-zA-Z]+)+$" $text) }}
+{{- fail (printf "%s is %q: write a duration with a unit and no spaces, like \"25s\", \"1m\", \"1m30s\" or \"500ms\"" $path $text) }}
 {{- end }}
 {{- $total := 0 }}
-{{- range regexFindAll "[0-9]+\\s*[a-zA-Z]+" $text -1 }}
+{{- range regexFindAll "[0-9]+[a-zA-Z]+" $text -1 }}
 {{- $n := regexFind "^[0-9]+" . | atoi }}
-{{- $unit := regexReplaceAll "^[0-9]+\\s*" . "" }}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" }}
 {{- if not (hasKey $units $unit) }}
-{{- fail (printf "%s is %q: unknown unit %q (use ms, s, m or h)" $path $text $unit) }}
+{{- fail (printf "%s is %q: unknown unit %q (use ms, s, m or h, lower case)" $path $text $unit) }}
 {{- end }}
 {{- $total = add $total (mul $n (get $units $unit)) }}
 {{- end }}

@@ -93,6 +93,10 @@ pub struct ColumnSpec {
     pub not_null: bool,
     /// varchar(n)/char(n) limit in characters
     pub max_chars: Option<usize>,
+    /// `name`: 63 bytes. Its binary input refuses more with 42622, which
+    /// is not a data error and would stop the partition, so coercion
+    /// refuses it first (the record is dead-lettered).
+    pub max_bytes: Option<usize>,
     /// numeric(p,s)
     pub numeric: Option<(u32, u32)>,
 }
@@ -104,6 +108,7 @@ impl ColumnSpec {
             ctype,
             not_null: false,
             max_chars: None,
+            max_bytes: None,
             numeric: None,
         }
     }
@@ -130,6 +135,9 @@ impl ColumnSpec {
                 }
                 _ => {}
             }
+        }
+        if type_oid == 19 {
+            spec.max_bytes = Some(63);
         }
         Some(spec)
     }
@@ -380,6 +388,12 @@ fn text(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
             show(&s)
         ));
     }
+    if let Some(max) = spec.max_bytes.filter(|&max| s.len() > max) {
+        return Err(format!(
+            "is longer than {max} bytes, the limit of type name: {}",
+            show(&s)
+        ));
+    }
     if let Some(max) = spec.max_chars {
         // Byte length bounds the character count, so most values skip the count.
         if s.len() > max {
@@ -410,6 +424,15 @@ fn json(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
         Src::Text(s) => serde_json::to_writer(&mut out, s),
         Src::Int(i) => serde_json::to_writer(&mut out, &i),
         Src::RawJson(b) => {
+            // The decoder validated the document without building a tree,
+            // which sets no depth limit; Postgres' recursive parser fails
+            // on deep nesting with 54001, which is not a data error.
+            if nested_deeper_than(b, MAX_JSON_DEPTH) {
+                return Err(format!(
+                    "JSON nested more than {MAX_JSON_DEPTH} levels deep cannot be written to a {} column",
+                    spec.ctype.pg_name()
+                ));
+            }
             out.extend_from_slice(b);
             Ok(())
         }
@@ -425,6 +448,31 @@ fn json(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
         return Err("jsonb cannot store the escape \\u0000".into());
     }
     Ok(Cell::Bytes(out))
+}
+
+/// serde_json's limit for the values columns point into; Postgres takes it
+/// at its smallest `max_stack_depth` (measured: 500 levels pass at 100kB).
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether arrays and objects in JSON text nest more than `limit` deep.
+fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether JSON text holds the escape `\u0000`. Backslashes appear only in
