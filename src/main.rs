@@ -19,17 +19,26 @@ struct Cli {
     command: Command,
 }
 
+/// `--config`, shared by the commands that read a configuration file.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The YAML configuration file (docs/configuration.md; config/example.yaml
+    /// shows every setting).
+    #[arg(long, short, env = "SLUICE_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the sink.
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Validate the config, then check Kafka topics and target tables.
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Only validate the config file: connect to neither Kafka nor
         /// Postgres (for CI pipelines and image smoke tests).
         #[arg(long)]
@@ -37,8 +46,8 @@ enum Command {
     },
     /// Create or upgrade sluice's own schema, then exit.
     Migrate {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Run the whole pipeline against an embedded Kafka and Postgres.
     Demo(sluice::demo::DemoArgs),
@@ -58,9 +67,11 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async move {
         match cli.command {
-            Command::Run { config } => run(config).await,
-            Command::Check { config, offline } => sluice::check::check(&config, offline).await,
-            Command::Migrate { config } => migrate(config).await,
+            Command::Run { config } => run(config.config).await,
+            Command::Check { config, offline } => {
+                sluice::check::check(&config.config, offline).await
+            }
+            Command::Migrate { config } => migrate(config.config).await,
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
                     format: LogFormat::Text,

@@ -74,8 +74,8 @@ impl Metrics {
             )?,
             rows_skipped: counter_vec(
                 "sluice_rows_skipped_total",
-                "Records that changed no row, by reason (conflict, stale_version, tombstone).",
-                &["reason"],
+                "Records that changed no row, by table and reason (conflict, stale_version, tombstone, collapsed).",
+                &["table", "reason"],
             )?,
             rows_deleted: counter_vec(
                 "sluice_rows_deleted_total",
@@ -247,7 +247,7 @@ mod tests {
         // Families with labels appear once a label set is used.
         let m = &metrics;
         m.rows_written.with_label_values(&["t", "append"]).inc();
-        m.rows_skipped.with_label_values(&["conflict"]).inc();
+        m.rows_skipped.with_label_values(&["t", "conflict"]).inc();
         m.rows_deleted.with_label_values(&["t"]).inc();
         m.dead_letters.with_label_values(&["t", "decode"]).inc();
         m.pg_errors.with_label_values(&["08"]).inc();

@@ -54,9 +54,13 @@ pub enum PgSetupError {
 /// vanished mid-transaction (network black hole) must not keep its
 /// partition's offset row locked forever: the server ends such sessions.
 /// Statement and lock timeouts turn a stuck statement into a retryable error.
+/// NOTICEs are not sent: tokio-postgres logs each at INFO, and the staged
+/// COPY's `CREATE TEMP TABLE IF NOT EXISTS` says "already exists,
+/// skipping" on every batch; warnings and errors still arrive.
 fn session_options(cfg: &PostgresConfig) -> String {
     format!(
-        "-c idle_in_transaction_session_timeout=60000 -c statement_timeout={} -c lock_timeout={}",
+        "-c idle_in_transaction_session_timeout=60000 -c statement_timeout={} -c lock_timeout={} \
+         -c client_min_messages=warning",
         cfg.statement_timeout.as_millis(),
         cfg.lock_timeout.as_millis()
     )
@@ -322,6 +326,10 @@ routes: [{ topic: t, table: t, columns: { c: /c } }]
         assert!(options.starts_with("-c search_path=app "), "{options}");
         assert!(
             options.contains("lock_timeout=2000") && options.contains("statement_timeout=60000")
+        );
+        assert!(
+            options.ends_with(" -c client_min_messages=warning"),
+            "{options}"
         );
         assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
         assert_eq!(pg.get_application_name(), Some("sluice"));

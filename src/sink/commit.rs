@@ -267,9 +267,12 @@ impl Committer<'_> {
             ("conflict", stats.conflicts),
             ("stale_version", stats.stale),
             ("tombstone", stats.tombstones),
+            ("collapsed", stats.collapsed),
         ] {
             if n > 0 {
-                m.rows_skipped.with_label_values(&[reason]).inc_by(n);
+                m.rows_skipped
+                    .with_label_values(&[table.as_str(), reason])
+                    .inc_by(n);
             }
         }
         self.breaker.observe(

@@ -36,6 +36,9 @@ pub struct WriteStats {
     pub stale: u64,
     /// Records with no value that deleted nothing.
     pub tombstones: u64,
+    /// Upserts and deletes superseded inside the batch by a later record
+    /// with the same key (only the last one's effect is written).
+    pub collapsed: u64,
     pub dead_letters: Vec<DeadLetterKind>,
     /// Bytes of the records in the slice.
     pub bytes: u64,
@@ -331,14 +334,22 @@ impl TableWriter {
         ops: Vec<Op>,
         stats: &mut WriteStats,
     ) -> Result<(), SinkError> {
+        let records = ops.len() as u64;
         let collapsed = collapse(ops, &upsert.key, &upsert.key_eq, upsert.version);
         stats.stale = collapsed.stale;
+        // Every record is accounted for once: each statement pushed stands
+        // for one record of its key, the records it superseded are
+        // "collapsed", a delete that found no row is a skipped tombstone.
+        let mut statements = 0;
         if let (Some(sql), false) = (&upsert.deletes, collapsed.deletes.is_empty()) {
             let mut deletes = RowWriter::open(sql, txn).await?;
             for mut key in collapsed.deletes {
                 deletes.push(&mut key).await?;
             }
-            stats.deleted = deletes.finish().await?.1;
+            let (pushed, affected) = deletes.finish().await?;
+            stats.deleted = affected;
+            stats.tombstones += pushed.saturating_sub(affected);
+            statements += pushed;
         }
         if !collapsed.upserts.is_empty() {
             let mut rows = RowWriter::open(&self.rows, txn).await?;
@@ -348,7 +359,9 @@ impl TableWriter {
             let (pushed, affected) = rows.finish().await?;
             stats.rows = affected;
             stats.stale += pushed.saturating_sub(affected);
+            statements += pushed;
         }
+        stats.collapsed = records.saturating_sub(collapsed.stale + statements);
         Ok(())
     }
 

@@ -171,6 +171,22 @@ fn check_offline_validates_without_connecting() {
     let (code, text) = run(&format!("{good}batch:\n  linger: fast\n"));
     assert_eq!(code, 64, "{text}");
     assert!(text.contains("batch.linger"), "{text}");
+
+    // Without --config the file comes from SLUICE_CONFIG (issue #17).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("from-env.yaml");
+    std::fs::write(&path, format!("{good}batch:\n  linger: 1S\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "--offline"])
+        .env("SLUICE_CONFIG", &path)
+        .output()
+        .expect("run sluice check");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(
+        text.contains("batch.linger") && text.contains(r#"write "s""#),
+        "the file named by SLUICE_CONFIG was read: {text}"
+    );
 }
 
 /// Hardening #14 (the check half): a NOT NULL column with no default that

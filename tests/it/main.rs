@@ -8,6 +8,7 @@ mod replica;
 mod tansu;
 mod tls;
 
+mod accounting;
 mod check;
 mod crash;
 mod edges;

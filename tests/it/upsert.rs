@@ -170,7 +170,12 @@ async fn an_older_version_never_overwrites_a_newer_one() {
     wait_drained(&client, "versions", &end, Duration::from_secs(60)).await;
     let end = produce_all(&kafka, "versions", vec![event(7, row(2), 1)]).await;
     wait_drained(&client, "versions", &end, Duration::from_secs(60)).await;
-    let stale = sink.metric("sluice_rows_skipped_total");
+    let stale = metric_where(
+        &sink.registry,
+        "sluice_rows_skipped_total",
+        "reason",
+        "stale_version",
+    );
     sink.stop().await.expect("clean stop");
     let stored: i64 = client
         .query_one("SELECT version FROM accounts WHERE id = 7", &[])
