@@ -217,8 +217,16 @@ fn name_or_chain(config: &Config, topic: &str, problem: ProbeError) -> ProbeErro
         .ssl
         .get_or_insert_with(crate::config::SslConfig::default)
         .verify_hostname = false;
+    // The relaxed client must not log in: a server that fails the name
+    // check is not known to be the broker, so it gets no password or
+    // token. Without SASL a broker that requires it refuses the requests
+    // after the handshake, which still answers the question: only a
+    // certificate verdict means the chain failed too.
+    security.sasl = None;
+    security.protocol = SecurityProtocol::Ssl;
     match first_contact(&relaxed, topic, RECHECK_TIMEOUT) {
-        Ok(_) => ProbeError::Certificate {
+        Err(ProbeError::Certificate { .. }) => problem,
+        Ok(_) | Err(_) => ProbeError::Certificate {
             field: "kafka.brokers",
             explanation: format!(
                 "the broker's certificate is signed by a trusted CA but does not name the host sluice \
@@ -228,7 +236,6 @@ fn name_or_chain(config: &Config, topic: &str, problem: ProbeError) -> ProbeErro
             ),
             detail: detail.clone(),
         },
-        Err(_) => problem,
     }
 }
 
@@ -316,15 +323,23 @@ fn classify(config: &Config, line: &str) -> Option<ProbeError> {
             || lower.contains("unable to get")
             || lower.contains("self-signed")
             || lower.contains("self signed")
-            || lower.contains("unknown ca")
         {
             (
                 "kafka.security.ssl.ca_file",
                 format!("the broker's certificate is not signed by a CA in {ca}"),
             )
-        } else if lower.contains("bad certificate")
-            || lower.contains("certificate unknown")
-            || lower.contains("alert")
+        } else if lower.contains("alert")
+            && [
+                "bad certificate",
+                "certificate unknown",
+                "unknown ca",
+                "certificate expired",
+                "certificate revoked",
+                "unsupported certificate",
+                "access denied",
+            ]
+            .iter()
+            .any(|alert| lower.contains(alert))
         {
             (
                 "kafka.security.ssl.cert_file",
@@ -335,9 +350,10 @@ fn classify(config: &Config, line: &str) -> Option<ProbeError> {
                 "kafka.security.protocol",
                 "the broker does not speak TLS on this port; use protocol plaintext or sasl_plaintext, or the broker's TLS listener".to_owned(),
             )
-        } else if lower.contains("handshake failed") {
-            ("kafka.security.ssl", "the TLS handshake failed".to_owned())
         } else {
+            // A handshake cut short (a broker restarting, a load balancer
+            // resetting a connection) names no cause: not a setting
+            // problem, librdkafka retries.
             return None;
         };
         return Some(ProbeError::Certificate {
@@ -412,6 +428,18 @@ mod tests {
         assert_eq!(field(classify(&tls, verify)), "kafka.security.ssl.ca_file");
         let name = "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: Hostname mismatch (after 2ms)";
         assert_eq!(field(classify(&tls, name)), "kafka.brokers");
+        let untrusted = "SSL handshake failed: error:0A000418:SSL routines::tlsv1 alert unknown ca";
+        assert_eq!(
+            field(classify(&tls, untrusted)),
+            "kafka.security.ssl.cert_file"
+        );
+        for transient in [
+            "ssl://broker.example:9093/bootstrap: SSL handshake failed: Disconnected (after 2ms in state SSL_HANDSHAKE)",
+            "SSL handshake failed: error:0A000126:SSL routines::unexpected eof while reading",
+            "SSL transport error: Connection reset by peer",
+        ] {
+            assert!(classify(&tls, transient).is_none(), "{transient}");
+        }
         let mtls =
             "SSL handshake failed: error:0A00045C:SSL routines::tlsv13 alert certificate required";
         assert_eq!(field(classify(&tls, mtls)), "kafka.security.ssl.cert_file");

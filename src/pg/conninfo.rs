@@ -191,7 +191,11 @@ fn split_url(url: &str) -> Result<Split, ConninfoError> {
             kept.push(pair);
             continue;
         }
-        let value = decode(raw_value).map_err(|why| ConninfoError(format!("{key}: {why}")))?;
+        // A password's value never reaches a message, even a broken one.
+        let value = decode(raw_value).map_err(|why| match key.as_str() {
+            "sslpassword" => ConninfoError(format!("{key}: invalid percent-encoding")),
+            _ => ConninfoError(format!("{key}: {why}")),
+        })?;
         if let Param::Other = take(&mut ssl, &key, &value, true)? {
             kept.push(pair);
         }

@@ -259,4 +259,16 @@ async fn sasl_refused_credentials_and_mechanisms_fail_naming_the_setting() {
     ];
     check_fails_naming(&plain, &needles);
     run_fails_naming(&plain, &needles).await;
+
+    // SASL over TLS to a host the certificate does not name: the name is
+    // the problem (the recheck that tells name from chain runs without
+    // SASL, so the unverified server never sees the credentials).
+    let by_ip = secured(
+        &format!("127.0.0.1:{}", cluster.port),
+        &url,
+        "sasl",
+        &format!("{{ protocol: sasl_ssl, sasl: {{ mechanism: SCRAM-SHA-512, username: nobody, password: pw-8c1f-never-printed }}, ssl: {{ ca_file: {ca_file} }} }}"),
+    );
+    let text = check_fails_naming(&by_ip, &["kafka.brokers", "does not name the host"]);
+    assert!(!text.contains("pw-8c1f-never-printed"), "{text}");
 }

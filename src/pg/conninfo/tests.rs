@@ -157,3 +157,10 @@ fn sslpassword_is_noted_never_kept() {
     assert!(split.ssl.sslpassword);
     assert!(!format!("{split:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_broken_sslpassword_is_not_quoted() {
+    let e = split("postgres://u@db/app?sslpassword=50%off").expect_err("invalid percent-encoding");
+    assert!(e.to_string().contains("sslpassword"), "{e}");
+    assert!(!e.to_string().contains("50%off"), "{e}");
+}
