@@ -1,0 +1,88 @@
+//! JSON and JSONB cells: the text as it came (validated), or a value
+//! serialised, refused where Postgres would fail on it with an error that
+//! is not about the record (deep nesting) or cannot store it (`\u0000`).
+
+use serde_json::Value;
+
+use super::{mismatch, Cell, ColType, ColumnSpec, Src};
+
+pub(super) fn json(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
+    let jsonb = spec.ctype == ColType::Jsonb;
+    let capacity = match src {
+        Src::RawJson(b) | Src::Bytes(b) => b.len(),
+        Src::Text(s) => s.len() + 2,
+        _ => 32,
+    };
+    let mut out = Vec::with_capacity(capacity + 1);
+    if jsonb {
+        out.push(1);
+    }
+    let written = match src {
+        Src::Json(v) => serde_json::to_writer(&mut out, v),
+        Src::Text(s) => serde_json::to_writer(&mut out, s),
+        Src::Int(i) => serde_json::to_writer(&mut out, &i),
+        Src::RawJson(b) => {
+            // The decoder validated the document without building a tree,
+            // which sets no depth limit; Postgres' recursive parser fails
+            // on deep nesting with 54001, which is not a data error.
+            if nested_deeper_than(b, MAX_JSON_DEPTH) {
+                return Err(format!(
+                    "JSON nested more than {MAX_JSON_DEPTH} levels deep cannot be written to a {} column",
+                    spec.ctype.pg_name()
+                ));
+            }
+            out.extend_from_slice(b);
+            Ok(())
+        }
+        Src::Bytes(b) => {
+            serde_json::from_slice::<Value>(b).map_err(|_| "not valid JSON".to_string())?;
+            out.extend_from_slice(b);
+            Ok(())
+        }
+        Src::Missing | Src::TimestampMs(_) => return Err(mismatch(spec, src)),
+    };
+    written.map_err(|e| e.to_string())?;
+    if jsonb && has_nul_escape(&out) {
+        return Err("jsonb cannot store the escape \\u0000".into());
+    }
+    Ok(Cell::Bytes(out))
+}
+
+/// serde_json's limit for the values columns point into; Postgres takes it
+/// at its smallest `max_stack_depth` (measured: 500 levels pass at 100kB).
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether arrays and objects in JSON text nest more than `limit` deep.
+fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether JSON text holds the escape `\u0000`. Backslashes appear only in
+/// strings, so stepping over each escape pair keeps `\\u0000` (an escaped
+/// backslash, then "u0000") from matching.
+pub(super) fn has_nul_escape(json: &[u8]) -> bool {
+    let mut rest = json;
+    while let Some(i) = rest.iter().position(|&b| b == b'\\') {
+        if rest.get(i + 1..i + 6) == Some(b"u0000") {
+            return true;
+        }
+        rest = rest.get(i + 2..).unwrap_or_default();
+    }
+    false
+}
