@@ -1,5 +1,6 @@
 -- sluice's own state. `{schema}` is replaced by the configured state_schema
--- (quoted) before this runs; migrations run under an advisory lock.
+-- (quoted) before this runs; migrations run in one transaction under an
+-- advisory lock.
 
 -- The next Kafka offset to write, per consumer group and partition. This row
 -- is the source of truth for where a partition resumes (Kafka's committed

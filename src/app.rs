@@ -246,7 +246,12 @@ async fn prepare(
                     info!(?applied, "applied migrations");
                 }
             }
-            plan_writers(config, &**client).await
+            // In a transaction: its catalog reads prepare statements, which
+            // must not outlive it on a server connection a pooler shares.
+            let txn = client.transaction().await.map_err(SinkError::from)?;
+            let planned = plan_writers(config, &*txn).await;
+            txn.rollback().await.map_err(SinkError::from)?;
+            planned
         }
         .await;
         match attempt {

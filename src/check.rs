@@ -13,6 +13,7 @@ use crate::config::{quote_ident, redact_url, Config, ConfigError, Problem};
 use crate::migrate::migrate;
 use crate::pg;
 use crate::sink::{plan_writers, PlanError};
+use tokio_postgres::types::Type;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,14 +70,24 @@ async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
         )
     };
     let url = redact_url(config.postgres.url.expose());
-    let client = match pg::connect(&config.postgres).await {
+    let mut client = match pg::connect(&config.postgres).await {
         Ok(client) => client,
         Err(e) => return problem(e.to_string()),
     };
     if let Some(warning) = pg::unencrypted_warning(&config.postgres, &client).await {
         eprintln!("warning: {warning}");
     }
-    let mut problems = match plan_writers(config, &client).await {
+    // In a transaction: its catalog reads prepare statements, which must
+    // not outlive it on a server connection a pooler shares.
+    let planned = match client.transaction().await {
+        Ok(txn) => {
+            let planned = plan_writers(config, &txn).await;
+            let _ = txn.rollback().await;
+            planned
+        }
+        Err(e) => Err(PlanError::Postgres(e.into())),
+    };
+    let mut problems = match planned {
         Ok(_) => Vec::new(),
         Err(PlanError::Problems(p)) => p,
         Err(PlanError::Postgres(e)) => problem(format!("querying {url} failed: {e}")).0,
@@ -85,9 +96,9 @@ async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
     if !config.postgres.auto_migrate {
         let schema = &config.postgres.state_schema;
         let found = client
-            .query_one(
+            .query_typed_one(
                 "SELECT to_regclass(quote_ident($1) || '.offsets') IS NOT NULL",
-                &[schema],
+                &[(schema, Type::TEXT)],
             )
             .await
             .map(|r| r.get::<_, bool>(0));
@@ -110,7 +121,8 @@ async fn stored_offsets(config: &Config, client: &tokio_postgres::Client) -> Sto
         quote_ident(&config.postgres.state_schema)
     );
     // No offsets table yet means nothing stored.
-    let Ok(rows) = client.query(&sql, &[&config.kafka.group_id]).await else {
+    let group = (&config.kafka.group_id as _, Type::TEXT);
+    let Ok(rows) = client.query_typed(&sql, &[group]).await else {
         return Vec::new();
     };
     rows.iter()
@@ -170,7 +182,8 @@ async fn halts(config: &Config, client: &tokio_postgres::Client) -> Vec<Problem>
         quote_ident(schema)
     );
     // No halts table yet means nothing ever halted.
-    let Ok(rows) = client.query(&sql, &[&config.kafka.group_id]).await else {
+    let group = (&config.kafka.group_id as _, Type::TEXT);
+    let Ok(rows) = client.query_typed(&sql, &[group]).await else {
         return Vec::new();
     };
     rows.iter()

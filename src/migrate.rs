@@ -1,6 +1,12 @@
 //! sluice's own schema, created and upgraded from the versioned SQL files in
-//! `migrations/`. Safe to run from every replica at once: a session advisory
-//! lock serialises them, and each version is applied in its own transaction.
+//! `migrations/`. Safe to run from every replica at once: one transaction
+//! takes a transaction-level advisory lock, checks, applies every pending
+//! version and commits, so concurrent runs queue on the lock and the later
+//! ones find the schema current. A transaction-level lock, not a session
+//! one: through a transaction-pooling PgBouncer, a session lock would be
+//! taken on one server connection and released (or never) on another; a
+//! lock that ends with its transaction holds the same way with and without
+//! a pooler (docs/operations.md, "PgBouncer").
 //!
 //! A schema that is already current is left alone without a single DDL
 //! statement, so `sluice run` (with `auto_migrate`) can start as a role that
@@ -9,7 +15,8 @@
 //! they look for the object (docs/operations.md, "Least privilege: two
 //! roles"). The advisory lock needs no privilege.
 
-use tokio_postgres::Client;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Transaction};
 
 use crate::config::quote_ident;
 
@@ -26,20 +33,20 @@ pub async fn migrate(
 ) -> Result<Vec<i32>, tokio_postgres::Error> {
     let schema = quote_ident(state_schema);
     let lock_key = format!("sluice.migrate.{state_schema}");
-    client
-        .execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key])
-        .await?;
-    let result = match current(client, state_schema, &schema).await {
-        Ok(true) => Ok(Vec::new()),
-        Ok(false) => apply(client, &schema).await,
-        Err(e) => Err(e),
+    let txn = client.transaction().await?;
+    txn.execute_typed(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[(&lock_key, Type::TEXT)],
+    )
+    .await?;
+    // Read after the lock is held: under READ COMMITTED each statement sees
+    // what a run that held the lock before committed.
+    let applied = match current(&txn, state_schema, &schema).await? {
+        true => Vec::new(),
+        false => apply(&txn, &schema).await?,
     };
-    // Released even when applying failed, so another replica can try.
-    let unlocked = client
-        .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key])
-        .await;
-    let applied = result?;
-    unlocked?;
+    // A failure above drops the transaction: rolled back, lock released.
+    txn.commit().await?;
     Ok(applied)
 }
 
@@ -47,62 +54,60 @@ pub async fn migrate(
 /// catalog (readable by every role) says whether `schema_migrations`
 /// exists, and only then is it read (SELECT on it).
 async fn current(
-    client: &Client,
+    txn: &Transaction<'_>,
     state_schema: &str,
     schema: &str,
 ) -> Result<bool, tokio_postgres::Error> {
-    let exists: bool = client
-        .query_one(
+    let exists: bool = txn
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = 'schema_migrations')",
-            &[&state_schema],
+            &[(&state_schema, Type::TEXT)],
         )
         .await?
         .try_get(0)?;
     if !exists {
         return Ok(false);
     }
-    let done = applied(client, schema).await?;
+    let done = applied(txn, schema).await?;
     Ok(MIGRATIONS.iter().all(|(v, _, _)| done.contains(v)))
 }
 
-async fn applied(client: &Client, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
-    client
-        .query(
-            &format!("SELECT version FROM {schema}.schema_migrations"),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect()
+async fn applied(txn: &Transaction<'_>, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+    txn.query_typed(
+        &format!("SELECT version FROM {schema}.schema_migrations"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect()
 }
 
-async fn apply(client: &mut Client, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
-                 version integer PRIMARY KEY,
-                 name text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now())"
-        ))
-        .await?;
-    let done = applied(client, schema).await?;
+/// Every pending version, in order, in the caller's transaction: all of
+/// them land or none.
+async fn apply(txn: &Transaction<'_>, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+    txn.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())"
+    ))
+    .await?;
+    let done = applied(txn, schema).await?;
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS {
         if done.contains(&version) {
             continue;
         }
-        let txn = client.transaction().await?;
         txn.batch_execute(&sql.replace("{schema}", schema)).await?;
-        txn.execute(
+        txn.execute_typed(
             &format!("INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"),
-            &[&version, &name],
+            &[(&version, Type::INT4), (&name, Type::TEXT)],
         )
         .await?;
-        txn.commit().await?;
         applied.push(version);
     }
     Ok(applied)

@@ -8,7 +8,11 @@
 //! earlier commit whose reply was lost is recognised, and a database that lost
 //! commits is refilled from its stored offset.
 
-use deadpool_postgres::GenericClient;
+// Unnamed statements (`*_typed`) only: a named prepared statement lives on
+// a server connection, which a transaction-pooling PgBouncer shares among
+// clients between transactions (docs/operations.md, "PgBouncer").
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::config::quote_ident;
@@ -134,9 +138,16 @@ impl OffsetStore {
         key: &PartitionKey,
         owner: Uuid,
     ) -> Result<Option<i64>, tokio_postgres::Error> {
-        let stmt = client.prepare_cached(&self.claim_sql).await?;
         let row = client
-            .query_one(&stmt, &[&key.group_id, &key.topic, &key.partition, &owner])
+            .query_typed_one(
+                &self.claim_sql,
+                &[
+                    (&key.group_id, Type::TEXT),
+                    (&key.topic, Type::TEXT),
+                    (&key.partition, Type::INT4),
+                    (&owner, Type::UUID),
+                ],
+            )
             .await?;
         row.try_get(0)
     }
@@ -153,17 +164,16 @@ impl OffsetStore {
         start: Option<i64>,
         end: i64,
     ) -> Result<bool, tokio_postgres::Error> {
-        let stmt = client.prepare_cached(&self.advance_sql).await?;
         let n = client
-            .execute(
-                &stmt,
+            .execute_typed(
+                &self.advance_sql,
                 &[
-                    &key.group_id,
-                    &key.topic,
-                    &key.partition,
-                    &owner,
-                    &end,
-                    &start,
+                    (&key.group_id, Type::TEXT),
+                    (&key.topic, Type::TEXT),
+                    (&key.partition, Type::INT4),
+                    (&owner, Type::UUID),
+                    (&end, Type::INT8),
+                    (&start, Type::INT8),
                 ],
             )
             .await?;
@@ -181,18 +191,17 @@ impl OffsetStore {
         error: &str,
         sqlstate: Option<&str>,
     ) -> Result<bool, tokio_postgres::Error> {
-        let stmt = client.prepare_cached(&self.halt_sql).await?;
         let n = client
-            .execute(
-                &stmt,
+            .execute_typed(
+                &self.halt_sql,
                 &[
-                    &key.group_id,
-                    &key.topic,
-                    &key.partition,
-                    &offset,
-                    &error,
-                    &sqlstate,
-                    &owner,
+                    (&key.group_id, Type::TEXT),
+                    (&key.topic, Type::TEXT),
+                    (&key.partition, Type::INT4),
+                    (&offset, Type::INT8),
+                    (&error, Type::TEXT),
+                    (&sqlstate, Type::TEXT),
+                    (&owner, Type::UUID),
                 ],
             )
             .await?;
@@ -212,9 +221,16 @@ impl OffsetStore {
         ends: &[(i32, i64)],
     ) -> Result<u64, tokio_postgres::Error> {
         let (partitions, offsets): (Vec<i32>, Vec<i64>) = ends.iter().copied().unzip();
-        let stmt = client.prepare_cached(&self.seed_sql).await?;
         client
-            .execute(&stmt, &[&group_id, &topic, &partitions, &offsets])
+            .execute_typed(
+                &self.seed_sql,
+                &[
+                    (&group_id, Type::TEXT),
+                    (&topic, Type::TEXT),
+                    (&partitions, Type::INT4_ARRAY),
+                    (&offsets, Type::INT8_ARRAY),
+                ],
+            )
             .await
     }
 
@@ -227,11 +243,16 @@ impl OffsetStore {
         owner: Uuid,
         start: i64,
     ) -> Result<Option<i64>, tokio_postgres::Error> {
-        let stmt = client.prepare_cached(&self.settle_sql).await?;
         let row = client
-            .query_opt(
-                &stmt,
-                &[&key.group_id, &key.topic, &key.partition, &owner, &start],
+            .query_typed_opt(
+                &self.settle_sql,
+                &[
+                    (&key.group_id, Type::TEXT),
+                    (&key.topic, Type::TEXT),
+                    (&key.partition, Type::INT4),
+                    (&owner, Type::UUID),
+                    (&start, Type::INT8),
+                ],
             )
             .await?;
         row.map(|r| r.try_get(0)).transpose().map(Option::flatten)
@@ -243,9 +264,15 @@ impl OffsetStore {
         client: &impl GenericClient,
         key: &PartitionKey,
     ) -> Result<Option<(Uuid, Option<i64>)>, tokio_postgres::Error> {
-        let stmt = client.prepare_cached(&self.read_sql).await?;
         let row = client
-            .query_opt(&stmt, &[&key.group_id, &key.topic, &key.partition])
+            .query_typed_opt(
+                &self.read_sql,
+                &[
+                    (&key.group_id, Type::TEXT),
+                    (&key.topic, Type::TEXT),
+                    (&key.partition, Type::INT4),
+                ],
+            )
             .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }

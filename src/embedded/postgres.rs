@@ -123,6 +123,13 @@ impl EmbeddedPostgres {
         Ok(pg)
     }
 
+    /// `Some((uid, gid))` of the `postgres` user the server runs as when
+    /// this process is root (tests run companions such as a pooler the same
+    /// way, since they refuse root too); `None` otherwise.
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
+    }
+
     /// The TCP port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

@@ -50,17 +50,25 @@ pub enum PgSetupError {
     Pool(#[from] deadpool_postgres::BuildError),
 }
 
-/// Session settings sluice's connections always carry. A worker that
-/// vanished mid-transaction (network black hole) must not keep its
-/// partition's offset row locked forever: the server ends such sessions.
-/// Statement and lock timeouts turn a stuck statement into a retryable error.
-/// NOTICEs are not sent: tokio-postgres logs each at INFO, and the staged
-/// COPY's `CREATE TEMP TABLE IF NOT EXISTS` says "already exists,
-/// skipping" on every batch; warnings and errors still arrive.
-fn session_options(cfg: &PostgresConfig) -> String {
+/// The settings every batch transaction starts with, as `SET LOCAL` (they
+/// end with the transaction). A worker that vanished mid-transaction
+/// (network black hole) must not keep its partition's offset row locked
+/// forever: the server ends such sessions. Statement and lock timeouts turn
+/// a stuck statement into a retryable error. NOTICEs are not sent:
+/// tokio-postgres logs each at INFO, and the staged COPY's `CREATE TEMP
+/// TABLE IF NOT EXISTS` says "already exists, skipping" on every batch.
+///
+/// Not startup parameters (`options=-c ...`): PgBouncer refuses the
+/// `options` parameter ("unsupported startup parameter"), and a session
+/// `SET` would stay on a server connection that a transaction pooler hands
+/// to other clients. `SET LOCAL` in the transaction works the same with and
+/// without a pooler; the statements outside batch transactions (claims,
+/// halts) are bounded on sluice's side (3 x statement_timeout per attempt).
+pub fn transaction_settings(cfg: &PostgresConfig) -> String {
     format!(
-        "-c idle_in_transaction_session_timeout=60000 -c statement_timeout={} -c lock_timeout={} \
-         -c client_min_messages=warning",
+        "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+         SET LOCAL idle_in_transaction_session_timeout = 60000; \
+         SET LOCAL client_min_messages = warning",
         cfg.statement_timeout.as_millis(),
         cfg.lock_timeout.as_millis()
     )
@@ -97,11 +105,6 @@ fn split(cfg: &PostgresConfig) -> Result<(tokio_postgres::Config, tls::Settings)
     if pg.get_application_name().is_none() {
         pg.application_name("sluice");
     }
-    let options = match pg.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} {}", session_options(cfg)),
-        _ => session_options(cfg),
-    };
-    pg.options(&options);
     pg.connect_timeout(cfg.connect_timeout);
     // Keepalives find a dead peer on an idle connection, the user timeout one
     // that stopped acknowledging what sluice sent.
@@ -163,7 +166,7 @@ pub async fn unencrypted_warning(cfg: &PostgresConfig, client: &Client) -> Optio
         return None;
     }
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
             &[],
         )
@@ -322,14 +325,15 @@ routes: [{ topic: t, table: t, columns: { c: /c } }]
         let pg = connection_config(&config.postgres).expect("parses");
         assert_eq!(pg.get_hosts().len(), 2);
         assert_eq!(pg.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
-        let options = pg.get_options().unwrap_or_default();
-        assert!(options.starts_with("-c search_path=app "), "{options}");
+        // The user's own options pass through; sluice adds none (PgBouncer
+        // refuses the parameter): its settings are SET LOCAL per transaction.
+        assert_eq!(pg.get_options(), Some("-c search_path=app"));
+        let settings = transaction_settings(&config.postgres);
         assert!(
-            options.contains("lock_timeout=2000") && options.contains("statement_timeout=60000")
-        );
-        assert!(
-            options.ends_with(" -c client_min_messages=warning"),
-            "{options}"
+            settings.contains("SET LOCAL lock_timeout = 2000;")
+                && settings.contains("SET LOCAL statement_timeout = 60000;")
+                && settings.ends_with("SET LOCAL client_min_messages = warning"),
+            "{settings}"
         );
         assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
         assert_eq!(pg.get_application_name(), Some("sluice"));

@@ -146,7 +146,7 @@ impl Shared {
                         // Fenced like a commit: the owner and the offset it moves from.
                         Ok(self
                             .offsets
-                            .advance(&client, key, owner, Some(stored), to)
+                            .advance(&**client, key, owner, Some(stored), to)
                             .await?)
                     })
                     .await;

@@ -26,7 +26,7 @@ impl PartitionWorker {
                 let code = sqlstate.as_deref();
                 Ok(shared
                     .offsets
-                    .record_halt(&client, &self.key, self.owner, offset, &reason, code)
+                    .record_halt(&**client, &self.key, self.owner, offset, &reason, code)
                     .await?)
             }
             .await;

@@ -301,7 +301,7 @@ impl Shared {
         let stored = self
             .retrying(key, "claim", cancel, || async {
                 let client = self.pool.get().await?;
-                Ok(self.offsets.claim(&client, key, owner).await?)
+                Ok(self.offsets.claim(&**client, key, owner).await?)
             })
             .await?;
         Some((owner, stored))

@@ -95,7 +95,7 @@ impl Shared {
                     let client = self.pool.get().await?;
                     Ok(self
                         .offsets
-                        .seed(&client, &first.group_id, &first.topic, &facts.ends)
+                        .seed(&**client, &first.group_id, &first.topic, &facts.ends)
                         .await?)
                 })
                 .await?;
@@ -110,7 +110,7 @@ impl Shared {
             let offset = self
                 .retrying(key, "store the start offset of", cancel, || async {
                     let client = self.pool.get().await?;
-                    Ok(self.offsets.settle(&client, key, *owner, start).await?)
+                    Ok(self.offsets.settle(&**client, key, *owner, start).await?)
                 })
                 .await?;
             tracing::info!(partition = %key, start_from = ?self.start_from, next_offset = ?offset,

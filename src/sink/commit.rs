@@ -227,7 +227,7 @@ impl Committer<'_> {
     async fn verdict(&self, end: i64) -> Result<Outcome, SinkError> {
         let read = async {
             let client = self.pool.get().await?;
-            Ok::<_, SinkError>(self.offsets.read(&client, self.key).await?)
+            Ok::<_, SinkError>(self.offsets.read(&**client, self.key).await?)
         };
         let row = tokio::time::timeout(self.deadline, read)
             .await

@@ -3,6 +3,7 @@
 //! batch's own transaction.
 
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::Type;
 
 use super::error::SinkError;
 use super::writer::{DeadLetterKind, Refused, Slice};
@@ -51,7 +52,6 @@ pub async fn write(
     if dead.is_empty() {
         return Ok(());
     }
-    let stmt = txn.prepare_cached(sql).await?;
     let target = table.to_string();
     for (record, refused, _) in dead {
         let (timestamp_ms, reason) = storable_timestamp(record.timestamp_ms, &refused.reason);
@@ -62,21 +62,24 @@ pub async fn write(
             .iter()
             .map(|(k, v)| (crate::record::header_name_text(k), v.clone()))
             .unzip();
-        txn.execute(
-            &stmt,
+        let reason = reason.replace('\0', "\u{fffd}");
+        // An unnamed statement, as everywhere: nothing outlives the
+        // transaction on a server connection a pooler shares.
+        txn.execute_typed(
+            sql,
             &[
-                &slice.key.group_id,
-                &slice.key.topic,
-                &slice.key.partition,
-                &record.offset,
-                &target,
-                &record.key,
-                &record.value,
-                &keys,
-                &values,
-                &timestamp_ms,
-                &reason.replace('\0', "\u{fffd}"),
-                &refused.sqlstate,
+                (&slice.key.group_id, Type::TEXT),
+                (&slice.key.topic, Type::TEXT),
+                (&slice.key.partition, Type::INT4),
+                (&record.offset, Type::INT8),
+                (&target, Type::TEXT),
+                (&record.key, Type::BYTEA),
+                (&record.value, Type::BYTEA),
+                (&keys, Type::TEXT_ARRAY),
+                (&values, Type::BYTEA_ARRAY),
+                (&timestamp_ms, Type::INT8),
+                (&reason, Type::TEXT),
+                (&refused.sqlstate, Type::TEXT),
             ],
         )
         .await?;

@@ -79,7 +79,7 @@ pub async fn plan_writers(
                         delete_on_tombstone: route.delete_on_tombstone,
                         on_error: route.on_error,
                     },
-                    &config.postgres.state_schema,
+                    &config.postgres,
                     config.batch.max_rows,
                 );
                 writers.insert(route.topic.clone(), Arc::new(writer));

@@ -157,8 +157,9 @@ impl<'t> RowWriter<'t> {
                 params.append(cells);
                 *rows += 1;
                 if params.len() == sql.chunk_rows * sql.types.len() {
-                    let stmt = txn.prepare_cached(&sql.full_chunk).await?;
-                    *affected += txn.execute(&stmt, &as_params(params)).await?;
+                    *affected += txn
+                        .execute_typed(&sql.full_chunk, &typed(params, &sql.types))
+                        .await?;
                     params.clear();
                 }
             }
@@ -177,7 +178,7 @@ impl<'t> RowWriter<'t> {
             } => {
                 let pushed = writer.as_mut().finish().await?;
                 let affected = match &sql.stage {
-                    Some((_, apply)) => txn.execute(apply.as_str(), &[]).await?,
+                    Some((_, apply)) => txn.execute_typed(apply, &[]).await?,
                     None => pushed,
                 };
                 Ok((pushed, affected))
@@ -192,7 +193,7 @@ impl<'t> RowWriter<'t> {
                 if !params.is_empty() {
                     let n = params.len() / sql.types.len().max(1);
                     let stmt = values_sql(&sql.head, &sql.tail, n, sql.types.len());
-                    affected += txn.execute(stmt.as_str(), &as_params(&params)).await?;
+                    affected += txn.execute_typed(&stmt, &typed(&params, &sql.types)).await?;
                 }
                 Ok((rows, affected))
             }
@@ -216,8 +217,17 @@ fn chunk_rows(ncols: usize, max_rows: usize) -> usize {
     (MAX_PARAMS / ncols.max(1)).clamp(1, max_rows.max(1))
 }
 
-fn as_params(cells: &[Cell]) -> Vec<&(dyn ToSql + Sync)> {
-    cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect()
+/// Each cell with its column's type, for an unnamed statement: no named
+/// prepared statement outlives a statement, so the same code works through
+/// a transaction-pooling PgBouncer, whose server connections other clients'
+/// statements share (docs/operations.md, "PgBouncer"); and parse, bind and
+/// execute travel in one round trip.
+fn typed<'a>(cells: &'a [Cell], types: &[Type]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    cells
+        .iter()
+        .zip(types.iter().cycle())
+        .map(|(c, t)| (c as &(dyn ToSql + Sync), t.clone()))
+        .collect()
 }
 
 /// `head ($1, $2), ($3, $4) ... tail` for `rows` rows of `ncols`.

@@ -12,7 +12,7 @@ use super::dead_letters;
 use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
 use super::rows::{RowSql, RowWriter, Shape};
-use crate::config::{quote_ident, Mode, OnError, TableName, WriteMethod};
+use crate::config::{quote_ident, Mode, OnError, PostgresConfig, TableName, WriteMethod};
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::record::Record;
 
@@ -123,6 +123,8 @@ pub struct TableWriter {
     rows: RowSql,
     upsert: Option<Upsert>,
     dead_letter_sql: String,
+    /// `SET LOCAL` of the session settings, first in every transaction.
+    settings: String,
 }
 
 /// A route's write settings, as the writer needs them.
@@ -140,7 +142,7 @@ impl TableWriter {
         table: TableName,
         decoder: RowDecoder,
         route: Route<'_>,
-        state_schema: &str,
+        pg: &PostgresConfig,
         max_rows: usize,
     ) -> TableWriter {
         let columns = decoder.columns();
@@ -233,7 +235,8 @@ impl TableWriter {
             key: key.clone(),
         });
         TableWriter {
-            dead_letter_sql: dead_letters::insert_sql(state_schema),
+            dead_letter_sql: dead_letters::insert_sql(&pg.state_schema),
+            settings: crate::pg::transaction_settings(pg),
             table,
             decoder,
             on_error: route.on_error,
@@ -272,10 +275,12 @@ impl TableWriter {
             }
         }
         let txn = client.transaction().await?;
-        if !offsets
-            .advance(&txn, slice.key, slice.owner, slice.start, slice.end())
-            .await?
-        {
+        // Sent together (one round trip): the settings, then the fence.
+        let (_, advanced) = futures::try_join!(
+            txn.batch_execute(&self.settings),
+            offsets.advance(&*txn, slice.key, slice.owner, slice.start, slice.end()),
+        )?;
+        if !advanced {
             txn.rollback().await?;
             return Ok(Attempt::Fenced);
         }

@@ -151,7 +151,7 @@ async fn replication_lag(pool: &Pool, within: Duration) -> Option<u64> {
     let read = async {
         let client = pool.get().await.ok()?;
         let row = client
-            .query_one(
+            .query_typed_one(
                 "SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn))::bigint \
                  FROM pg_stat_replication",
                 &[],

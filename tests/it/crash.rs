@@ -5,13 +5,19 @@
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::pgbouncer::{target_db, Via};
 use crate::replica::Replica;
 
 const TOTAL: i64 = 200_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_five_times_loses_and_duplicates_nothing() {
-    let (url, client) = fresh_db("crash").await;
+    killed_five_times(Via::Direct).await;
+}
+
+pub async fn killed_five_times(via: Via) {
+    let db = target_db(&format!("crash_{via:?}").to_lowercase(), via).await;
+    let (url, client) = (&db.url, &db.client);
     client.batch_execute(ORDERS_TABLE).await.unwrap();
     let kafka = kafka("orders", 8);
     let end = produce_all(&kafka, "orders", orders(TOTAL as usize, 8, 1_000)).await;

@@ -66,13 +66,13 @@ async fn a_stale_worker_cannot_commit() {
     };
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(offsets.claim(&conn, &key, old).await.unwrap(), None);
+    assert_eq!(offsets.claim(&**conn, &key, old).await.unwrap(), None);
     assert_eq!(
         committer(old).commit(None, &records(0..5)).await.unwrap(),
         Outcome::Committed { next_offset: 5 }
     );
     // The partition moves: the new owner's claim sees offset 5 and advances.
-    assert_eq!(offsets.claim(&conn, &key, new).await.unwrap(), Some(5));
+    assert_eq!(offsets.claim(&**conn, &key, new).await.unwrap(), Some(5));
     assert_eq!(
         committer(new)
             .commit(Some(5), &records(5..10))
@@ -102,7 +102,7 @@ async fn a_stale_worker_cannot_commit() {
     );
     assert_eq!(metric(&registry, "sluice_fence_rejections_total"), 2.0);
     assert_eq!(
-        offsets.read(&conn, &key).await.unwrap(),
+        offsets.read(&**conn, &key).await.unwrap(),
         Some((new, Some(10)))
     );
 }
@@ -268,23 +268,23 @@ async fn a_stale_worker_cannot_record_a_halt() {
         partition: 0,
     };
     let (stale, owner) = (Uuid::new_v4(), Uuid::new_v4());
-    offsets.claim(&client, &key, stale).await.unwrap();
+    offsets.claim(&**client, &key, stale).await.unwrap();
     assert!(offsets
-        .record_halt(&client, &key, stale, 5, "bad record", None)
+        .record_halt(&**client, &key, stale, 5, "bad record", None)
         .await
         .unwrap());
     // The new owner's claim clears the halt; the stale worker's retry of
     // its halt must not bring it back.
-    offsets.claim(&client, &key, owner).await.unwrap();
+    offsets.claim(&**client, &key, owner).await.unwrap();
     let halts = "SELECT count(*) FROM sluice.halts";
     assert_eq!(count(&client, halts).await, 0);
     assert!(!offsets
-        .record_halt(&client, &key, stale, 5, "bad record", None)
+        .record_halt(&**client, &key, stale, 5, "bad record", None)
         .await
         .unwrap());
     assert_eq!(count(&client, halts).await, 0);
     assert!(offsets
-        .record_halt(&client, &key, owner, 7, "bad record", Some("22P02"))
+        .record_halt(&**client, &key, owner, 7, "bad record", Some("22P02"))
         .await
         .unwrap());
     assert_eq!(count(&client, halts).await, 1);

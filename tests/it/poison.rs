@@ -9,10 +9,16 @@ use std::time::Duration;
 use sluice::embedded::kafka::produce;
 
 use crate::harness::*;
+use crate::pgbouncer::{target_db, Via};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_are_dead_lettered_with_their_bytes() {
-    let (url, client) = fresh_db("poison").await;
+    poison_records_are_dead_lettered(Via::Direct).await;
+}
+
+pub async fn poison_records_are_dead_lettered(via: Via) {
+    let db = target_db(&format!("poison_{via:?}").to_lowercase(), via).await;
+    let (url, client) = (&db.url, &db.client);
     client
         .batch_execute(&ORDERS_TABLE.replace(
             "amount numeric(10,2),",

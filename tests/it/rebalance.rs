@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::pgbouncer::{target_db, Via};
 
 /// The orders route, assigned with `strategy`, throttled to `rate` rows/s
 /// when given (a throttled worker spends its time holding a collected,
@@ -29,9 +30,11 @@ pub fn config(
     }
 }
 
-async fn revoke_during_batches(strategy: &str) {
+pub async fn revoke_during_batches(strategy: &str, via: Via) {
     const ROWS: usize = 40_000;
-    let (url, client) = fresh_db(&format!("revoke_{}", strategy.replace('-', "_"))).await;
+    let prefix = format!("revoke_{}_{via:?}", strategy.replace('-', "_")).to_lowercase();
+    let db = target_db(&prefix, via).await;
+    let (url, client) = (&db.url, &db.client);
     client.batch_execute(ORDERS_TABLE).await.unwrap();
     // Slow commits too, so some revokes land on a batch being written.
     slow_inserts(&client, 0.2).await;
@@ -111,10 +114,10 @@ async fn revoke_during_batches(strategy: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_during_a_batch_loses_and_duplicates_nothing_cooperative() {
-    revoke_during_batches("cooperative-sticky").await;
+    revoke_during_batches("cooperative-sticky", Via::Direct).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_during_a_batch_loses_and_duplicates_nothing_eager() {
-    revoke_during_batches("range").await;
+    revoke_during_batches("range", Via::Direct).await;
 }

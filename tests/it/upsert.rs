@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::harness::*;
+use crate::pgbouncer::{target_db, Via};
 
 const ACCOUNTS: &str = "CREATE TABLE accounts (
     id bigint PRIMARY KEY, version bigint NOT NULL, balance bigint, status text,
@@ -82,7 +83,13 @@ async fn table(client: &tokio_postgres::Client) -> Model {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserts_equal_the_model_and_a_replay_changes_nothing() {
-    let (url, client) = fresh_db("upsert_model").await;
+    upserts_equal_the_model(Via::Direct).await;
+}
+
+/// Staged COPY (a temp table) first, then multi-row INSERT for the replay.
+pub async fn upserts_equal_the_model(via: Via) {
+    let db = target_db(&format!("upsert_model_{via:?}").to_lowercase(), via).await;
+    let (url, client) = (&db.url, &db.client);
     client.batch_execute(ACCOUNTS).await.unwrap();
     let kafka = kafka("accounts", 4);
     let mut versions = vec![0i64; 2_000];
