@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use super::writer::DeadLetterKind;
+use super::attempt::DeadLetterKind;
 
 /// How many of the latest records the ratio is taken over.
 pub const WINDOW: usize = 1_000;

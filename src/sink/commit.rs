@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 use uuid::Uuid;
 
+use super::attempt::{Attempt, DeadLetterKind, Refused, Slice, WriteStats};
 use super::breaker::Breaker;
 use super::error::{ErrorClass, SinkError};
-use super::writer::{Attempt, DeadLetterKind, Refused, Slice, TableWriter, WriteStats};
+use super::writer::TableWriter;
 use crate::backoff::Backoff;
 use crate::config::{OnError, RetryConfig};
 use crate::metrics::Metrics;

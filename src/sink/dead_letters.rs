@@ -5,8 +5,8 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::Type;
 
+use super::attempt::{DeadLetterKind, Refused, Slice};
 use super::error::SinkError;
-use super::writer::{DeadLetterKind, Refused, Slice};
 use crate::config::{quote_ident, TableName};
 use crate::record::Record;
 

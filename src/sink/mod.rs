@@ -1,6 +1,7 @@
 //! The Postgres side: target-table catalog, record decoding and coercion,
 //! binary cells, the batch writer, and how errors are classified and retried.
 
+pub mod attempt;
 pub mod breaker;
 pub mod catalog;
 pub mod cell;

@@ -3,8 +3,8 @@
 //! upserted and deleted), then the dead letters, then COMMIT.
 
 use deadpool_postgres::Transaction;
-use uuid::Uuid;
 
+use super::attempt::{Attempt, DeadLetterKind, Refused, Slice, WriteStats};
 use super::catalog::PlannedColumn;
 use super::cell::Cell;
 use super::collapse::{collapse, KeyEq, Op};
@@ -13,85 +13,8 @@ use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
 use super::rows::{RowSql, RowWriter, Shape};
 use crate::config::{quote_ident, Mode, OnError, PostgresConfig, TableName, WriteMethod};
-use crate::offsets::{OffsetStore, PartitionKey};
+use crate::offsets::OffsetStore;
 use crate::record::Record;
-
-/// A record the database refused, to be dead-lettered instead of written.
-#[derive(Debug, Clone)]
-pub struct Refused {
-    pub reason: String,
-    pub sqlstate: Option<String>,
-}
-
-/// What one committed attempt did.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct WriteStats {
-    /// Rows inserted or updated in the table.
-    pub rows: u64,
-    /// Rows deleted by tombstones.
-    pub deleted: u64,
-    /// Appends skipped because their idempotency key was already present.
-    pub conflicts: u64,
-    /// Upserts skipped because the row held a newer version.
-    pub stale: u64,
-    /// Records with no value that deleted nothing.
-    pub tombstones: u64,
-    /// Upserts and deletes superseded inside the batch by a later record
-    /// with the same key (only the last one's effect is written).
-    pub collapsed: u64,
-    pub dead_letters: Vec<DeadLetterKind>,
-    /// Bytes of the records in the slice.
-    pub bytes: u64,
-}
-
-/// Why a record was dead-lettered (a metrics label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterKind {
-    /// It could not be decoded or coerced to the column types.
-    Decode,
-    /// The database refused it (SQLSTATE class 22 or 23).
-    Refused,
-}
-
-impl DeadLetterKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterKind::Decode => "decode",
-            DeadLetterKind::Refused => "refused",
-        }
-    }
-}
-
-/// Result of one attempt.
-#[derive(Debug)]
-pub enum Attempt {
-    Committed(WriteStats),
-    /// The fence held the write back; nothing was written.
-    Fenced,
-    /// `on_error: stop` and the record at `index` cannot be decoded: nothing
-    /// was written.
-    Rejected {
-        index: usize,
-        reason: String,
-    },
-}
-
-/// One partition's slice of records and its place in the offset sequence.
-pub struct Slice<'a> {
-    pub key: &'a PartitionKey,
-    pub owner: Uuid,
-    /// The stored next offset this slice continues from.
-    pub start: Option<i64>,
-    pub records: &'a [Record],
-    /// When set, the (single) record is dead-lettered with this reason.
-    pub refused: Option<&'a Refused>,
-}
-
-impl Slice<'_> {
-    pub fn end(&self) -> i64 {
-        self.records.last().map_or(0, |r| r.offset + 1)
-    }
-}
 
 /// What one record turns into.
 enum Item {
@@ -275,14 +198,46 @@ impl TableWriter {
             }
         }
         let txn = client.transaction().await?;
+        match self.write_in(&txn, offsets, slice, cells).await {
+            Ok(Some(stats)) => {
+                txn.commit().await?;
+                Ok(Attempt::Committed(stats))
+            }
+            Ok(None) => {
+                txn.rollback().await?;
+                Ok(Attempt::Fenced)
+            }
+            Err(e) => {
+                // Rolled back, and answered, before the connection goes back
+                // to the pool. A Transaction dropped mid-way only queues its
+                // ROLLBACK, so the pool's writability check would follow it
+                // in the same flight; a transaction-pooling PgBouncer (1.18)
+                // hands the server connection on at the ROLLBACK's reply and
+                // drops the check's answer ("got packet from server when not
+                // linked"), leaving the check to time out. The rollback's own
+                // error adds nothing: the connection is judged by `e`.
+                let _ = txn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The statements of one attempt in `txn`: `None` when the fence held
+    /// the batch back, else what was written (the caller commits).
+    async fn write_in(
+        &self,
+        txn: &Transaction<'_>,
+        offsets: &OffsetStore,
+        slice: &Slice<'_>,
+        mut cells: Vec<Cell>,
+    ) -> Result<Option<WriteStats>, SinkError> {
         // Sent together (one round trip): the settings, then the fence.
         let (_, advanced) = futures::try_join!(
             txn.batch_execute(&self.settings),
-            offsets.advance(&*txn, slice.key, slice.owner, slice.start, slice.end()),
+            offsets.advance(&**txn, slice.key, slice.owner, slice.start, slice.end()),
         )?;
         if !advanced {
-            txn.rollback().await?;
-            return Ok(Attempt::Fenced);
+            return Ok(None);
         }
         let mut stats = WriteStats {
             bytes: slice.records.iter().map(|r| r.size() as u64).sum(),
@@ -292,7 +247,7 @@ impl TableWriter {
         let mut ops = Vec::new();
         let mut rows = match &self.upsert {
             // Appends stream straight into the table.
-            None => Some(RowWriter::open(&self.rows, &txn).await?),
+            None => Some(RowWriter::open(&self.rows, txn).await?),
             Some(_) => None,
         };
         for record in slice.records {
@@ -323,12 +278,11 @@ impl TableWriter {
             stats.conflicts = pushed.saturating_sub(affected);
         }
         if let Some(upsert) = &self.upsert {
-            self.upsert(&txn, upsert, ops, &mut stats).await?;
+            self.upsert(txn, upsert, ops, &mut stats).await?;
         }
-        dead_letters::write(&txn, &self.dead_letter_sql, &self.table, slice, &dead).await?;
+        dead_letters::write(txn, &self.dead_letter_sql, &self.table, slice, &dead).await?;
         stats.dead_letters = dead.iter().map(|(_, _, kind)| *kind).collect();
-        txn.commit().await?;
-        Ok(Attempt::Committed(stats))
+        Ok(Some(stats))
     }
 
     /// Collapses the batch per key, then deletes, then upserts.

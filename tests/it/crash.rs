@@ -23,7 +23,7 @@ pub async fn killed_five_times(via: Via) {
     let end = produce_all(&kafka, "orders", orders(TOTAL as usize, 8, 1_000)).await;
 
     // Small batches keep the drain long enough to be interrupted often.
-    let yaml = orders_config(kafka.bootstrap_servers(), &url, "orders", "crash", "")
+    let yaml = orders_config(kafka.bootstrap_servers(), url, "orders", "crash", "")
         .replace("max_rows: 2000", "max_rows: 300")
         .replace(
             "session.timeout.ms: \"6000\"",
@@ -42,7 +42,7 @@ pub async fn killed_five_times(via: Via) {
             Duration::from_secs(120),
             "progress before the kill",
             || async {
-                let n = count(&client, "SELECT count(*) FROM orders").await;
+                let n = count(client, "SELECT count(*) FROM orders").await;
                 (n >= target).then_some(n)
             },
         )
@@ -53,10 +53,11 @@ pub async fn killed_five_times(via: Via) {
         eprintln!("kill {kills} after {reached} rows");
     }
     let replica = Replica::spawn(&yaml);
-    wait_drained(&client, "orders", &end, Duration::from_secs(180)).await;
+    wait_drained(client, "orders", &end, Duration::from_secs(180)).await;
     replica.kill();
 
     assert_eq!(kills, 5);
-    assert_orders_exact(&client, TOTAL).await;
-    assert_eq!(stored_offsets(&client, "orders").await, end);
+    assert_orders_exact(client, TOTAL).await;
+    assert_eq!(stored_offsets(client, "orders").await, end);
+    db.assert_pooler_clean();
 }

@@ -58,7 +58,9 @@ impl PgBouncer {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }
-        let child = cmd.spawn().expect("spawn pgbouncer (apt install pgbouncer)");
+        let child = cmd
+            .spawn()
+            .expect("spawn pgbouncer (apt install pgbouncer)");
         PgBouncer { child, port, dir }
     }
 
@@ -69,6 +71,24 @@ impl PgBouncer {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
+    }
+
+    /// Fails if PgBouncer got a server's answer for a client it had already
+    /// let go of: a statement pipelined behind a transaction's end, whose
+    /// client then waits for an answer that never comes (PgBouncer before
+    /// 1.21 hands the server connection on at the first idle ReadyForQuery).
+    pub fn assert_no_lost_answers(&self) {
+        let log = self.log();
+        let lost: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("when not linked"))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "PgBouncer dropped {} server answers:\n{}",
+            lost.len(),
+            lost.join("\n")
+        );
     }
 
     /// Waits until a client gets through the pooler to `database`.
@@ -114,6 +134,16 @@ pub struct TargetDb {
     pub url: String,
     pub client: tokio_postgres::Client,
     pub pooler: Option<PgBouncer>,
+}
+
+impl TargetDb {
+    /// The end of a scenario: through a pooler, no answer was lost on the
+    /// way (see [`PgBouncer::assert_no_lost_answers`]).
+    pub fn assert_pooler_clean(&self) {
+        if let Some(pooler) = &self.pooler {
+            pooler.assert_no_lost_answers();
+        }
+    }
 }
 
 pub async fn target_db(prefix: &str, via: Via) -> TargetDb {
@@ -177,19 +207,27 @@ async fn through_pgbouncer_replicas_migrate_at_once() {
                 sluice::migrate::migrate(&mut client, "sluice").await
             }
         });
-        let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(runs))
-            .await
-            .unwrap_or_else(|_| panic!("round {round}: migrations still waiting after 30 s"));
+        let results =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(runs))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: migrations still waiting after 30 s"));
         let applied: Vec<Vec<i32>> = results
             .into_iter()
             .map(|r| r.expect("migration through pgbouncer"))
             .collect();
         let firsts = applied.iter().filter(|a| !a.is_empty()).count();
-        assert_eq!(firsts, usize::from(round == 0), "round {round}: {applied:?}");
+        assert_eq!(
+            firsts,
+            usize::from(round == 0),
+            "round {round}: {applied:?}"
+        );
     }
     let versions: Vec<i32> = db
         .client
-        .query("SELECT version FROM sluice.schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM sluice.schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -203,6 +241,7 @@ async fn through_pgbouncer_replicas_migrate_at_once() {
     )
     .await;
     assert_eq!(held, 0, "an advisory lock outlived its migration");
+    db.assert_pooler_clean();
 }
 
 /// `statement_timeout` holds through the pooler (it is `SET LOCAL` in each
@@ -221,13 +260,16 @@ async fn through_pgbouncer_the_statement_timeout_holds() {
     let sink = Sink::start(&yaml);
     // 57014 query_canceled: the statement timeout fired.
     eventually(Duration::from_secs(60), "a cancelled statement", || async {
-        (metric_where(&sink.registry, "sluice_pg_errors_total", "class", "57") > 0.0)
-            .then_some(())
+        (metric_where(&sink.registry, "sluice_pg_errors_total", "class", "57") > 0.0).then_some(())
     })
     .await;
     assert_eq!(count(&db.client, "SELECT count(*) FROM orders").await, 0);
-    db.client.batch_execute("DROP TRIGGER slow ON orders").await.unwrap();
+    db.client
+        .batch_execute("DROP TRIGGER slow ON orders")
+        .await
+        .unwrap();
     wait_drained(&db.client, "orders", &end, Duration::from_secs(60)).await;
     sink.stop().await.expect("clean stop");
     assert_orders_exact(&db.client, 5_000).await;
+    db.assert_pooler_clean();
 }

@@ -37,17 +37,17 @@ pub async fn revoke_during_batches(strategy: &str, via: Via) {
     let (url, client) = (&db.url, &db.client);
     client.batch_execute(ORDERS_TABLE).await.unwrap();
     // Slow commits too, so some revokes land on a batch being written.
-    slow_inserts(&client, 0.2).await;
+    slow_inserts(client, 0.2).await;
     let kafka = kafka("orders", 4);
     let end = produce_all(&kafka, "orders", orders(ROWS, 4, 400)).await;
     let brokers = kafka.bootstrap_servers();
 
-    let a = Sink::start(&config(brokers, &url, strategy, "6000", Some(2_000)));
+    let a = Sink::start(&config(brokers, url, strategy, "6000", Some(2_000)));
     eventually(
         Duration::from_secs(60),
         "A to own every partition and write",
         || async {
-            let written = count(&client, "SELECT count(*) FROM orders").await;
+            let written = count(client, "SELECT count(*) FROM orders").await;
             (a.metric("sluice_assigned_partitions") == 4.0 && written >= 1_000).then_some(())
         },
     )
@@ -59,7 +59,7 @@ pub async fn revoke_during_batches(strategy: &str, via: Via) {
     let mut round = 0;
     let b = loop {
         round += 1;
-        let b = Sink::start(&config(brokers, &url, strategy, "6000", None));
+        let b = Sink::start(&config(brokers, url, strategy, "6000", None));
         eventually(Duration::from_secs(60), "B to get partitions", || async {
             (b.metric("sluice_assigned_partitions") > 0.0).then_some(())
         })
@@ -91,7 +91,7 @@ pub async fn revoke_during_batches(strategy: &str, via: Via) {
         .batch_execute("DROP TRIGGER slow ON orders")
         .await
         .unwrap();
-    wait_drained(&client, "orders", &end, Duration::from_secs(120)).await;
+    wait_drained(client, "orders", &end, Duration::from_secs(120)).await;
     let (a_rows, b_rows) = (
         a.metric("sluice_partition_rows_total"),
         b.metric("sluice_partition_rows_total") + earlier_b_rows,
@@ -104,12 +104,13 @@ pub async fn revoke_during_batches(strategy: &str, via: Via) {
     // A stale commit would be refused, never written; none was needed.
     a.stop().await.expect("A stops cleanly");
     b.stop().await.expect("B stops cleanly");
-    assert_orders_exact(&client, ROWS as i64).await;
+    assert_orders_exact(client, ROWS as i64).await;
     assert_eq!(
-        count(&client, "SELECT count(*) FROM sluice.dead_letters").await,
+        count(client, "SELECT count(*) FROM sluice.dead_letters").await,
         0
     );
-    assert_eq!(stored_offsets(&client, "orders").await, end);
+    assert_eq!(stored_offsets(client, "orders").await, end);
+    db.assert_pooler_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

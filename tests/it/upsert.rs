@@ -111,17 +111,17 @@ pub async fn upserts_equal_the_model(via: Via) {
 
     let sink = Sink::start(&config(
         kafka.bootstrap_servers(),
-        &url,
+        url,
         "accounts",
         "g1",
         "copy",
     ));
-    wait_drained(&client, "accounts", &end, Duration::from_secs(180)).await;
+    wait_drained(client, "accounts", &end, Duration::from_secs(180)).await;
     assert!(sink.metric("sluice_rows_deleted_total") > 0.0);
     assert_eq!(sink.metric("sluice_dead_letters_total"), 0.0);
     sink.stop().await.expect("clean stop");
     assert_eq!(
-        table(&client).await,
+        table(client).await,
         model,
         "table equals the in-order model"
     );
@@ -129,7 +129,7 @@ pub async fn upserts_equal_the_model(via: Via) {
     // The same input again from offset 0 (a new group): nothing changes.
     let replay = Sink::start(&config(
         kafka.bootstrap_servers(),
-        &url,
+        url,
         "accounts",
         "g2",
         "insert",
@@ -151,7 +151,8 @@ pub async fn upserts_equal_the_model(via: Via) {
         "old versions were skipped"
     );
     replay.stop().await.expect("clean stop");
-    assert_eq!(table(&client).await, model, "a replay changes nothing");
+    assert_eq!(table(client).await, model, "a replay changes nothing");
+    db.assert_pooler_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
