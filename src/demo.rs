@@ -63,7 +63,65 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             (Some(pg), url)
         }
     };
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    let report = drain(&url, &args, args.postgres_url.is_some()).await?;
+    drop(embedded);
+    println!();
+    println!("  rows written        {}", report.rows);
+    println!(
+        "  dead letters        {} (the malformed events, with their bytes)",
+        report.dead
+    );
+    println!("  per-key order       verified for {} keys", args.keys);
+    println!("  duplicates / lost   0 / 0");
+    println!(
+        "  group join          {:.2?} (start to the first committed batch)",
+        report.join
+    );
+    println!(
+        "  steady rate         {:.0} records/s (first committed batch to drained)",
+        report.steady_rate()
+    );
+    println!(
+        "  sink elapsed        {:.2?} ({:.0} records/s incl. group join)",
+        report.sink_elapsed,
+        report.produced as f64 / report.sink_elapsed.as_secs_f64()
+    );
+    println!("  total elapsed       {:.2?}", began.elapsed());
+    Ok(())
+}
+
+/// What one drain measured.
+#[derive(Debug, Clone)]
+pub struct DrainReport {
+    /// Events produced (rows plus dead letters).
+    pub produced: usize,
+    pub rows: i64,
+    pub dead: i64,
+    /// From the sink's start to its first committed batch (consumer group
+    /// join, assignment, claims).
+    pub join: Duration,
+    /// Records committed after the first batch, and how long they took.
+    pub steady_records: u64,
+    pub steady: Duration,
+    /// From the sink's start to the last committed batch.
+    pub sink_elapsed: Duration,
+}
+
+impl DrainReport {
+    /// Records per second after the first committed batch: the speed of a
+    /// backlog drain, without the group join.
+    pub fn steady_rate(&self) -> f64 {
+        self.steady_records as f64 / self.steady.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// The demo's drain into the database at `url`: creates the table, fills an
+/// in-process Kafka with `args.records` events, runs the sink until every
+/// partition's offset is at the log end, and verifies every event landed
+/// once and in per-key order. `cleanup` drops the table and state schema
+/// afterwards. Also the drain benchmark's workload (benches/drain.rs).
+pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainReport, DemoError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client
         .batch_execute(&format!(
@@ -79,7 +137,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!("starting an in-process Kafka (librdkafka mock cluster) ...");
     let kafka = MockKafka::start(1)?;
     kafka.create_topic(TOPIC, args.partitions)?;
-    let records = events(&args);
+    let records = events(args);
     let poison = records
         .iter()
         .filter(|(_, _, v)| v.as_deref() == Some(POISON))
@@ -97,7 +155,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         args.partitions
     );
 
-    let config = Config::from_yaml(&demo_config(kafka.bootstrap_servers(), &url), |_| None)?;
+    let config = Config::from_yaml(&demo_config(kafka.bootstrap_servers(), url), |_| None)?;
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();
     let sink_started = Instant::now();
@@ -105,35 +163,31 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         let shutdown = shutdown.clone();
         async move { app::run(config, &registry, shutdown).await }
     });
-    let drained = wait_drained(&client, &end, Duration::from_secs(180)).await;
+    let progress = wait_drained(&client, &end, Duration::from_secs(600)).await;
     let sink_elapsed = sink_started.elapsed();
     shutdown.cancel();
     sink.await.map_err(|e| DemoError::Check(e.to_string()))??;
-    drained?;
+    let first = progress?;
 
     let verdict = verify(&client, delivered.len() - poison, poison).await;
-    if args.postgres_url.is_some() {
+    if cleanup {
         client
             .batch_execute(&format!(
                 "DROP TABLE {TABLE}; DROP SCHEMA {STATE_SCHEMA} CASCADE"
             ))
             .await?;
     }
-    drop(kafka);
-    drop(embedded);
     let (rows, dead) = verdict?;
-    println!();
-    println!("  rows written        {rows}");
-    println!("  dead letters        {dead} (the {poison} malformed events, with their bytes)");
-    println!("  per-key order       verified for {} keys", args.keys);
-    println!("  duplicates / lost   0 / 0");
-    println!(
-        "  sink elapsed        {:.2?} ({:.0} rows/s incl. group join)",
+    let join = first.at.duration_since(sink_started);
+    Ok(DrainReport {
+        produced: delivered.len(),
+        rows,
+        dead,
+        join,
+        steady_records: (delivered.len() as u64).saturating_sub(first.committed),
+        steady: sink_elapsed.saturating_sub(join),
         sink_elapsed,
-        delivered.len() as f64 / sink_elapsed.as_secs_f64()
-    );
-    println!("  total elapsed       {:.2?}", began.elapsed());
-    Ok(())
+    })
 }
 
 const POISON: &[u8] = b"{\"id\": oops";
@@ -199,14 +253,23 @@ routes:
     )
 }
 
+/// The first committed batch seen: when, and how many records were
+/// committed by then.
+struct FirstCommit {
+    at: Instant,
+    committed: u64,
+}
+
+/// Polls the stored offsets until every partition is at its log end.
 async fn wait_drained(
     client: &tokio_postgres::Client,
     end: &HashMap<i32, i64>,
     timeout: Duration,
-) -> Result<(), DemoError> {
+) -> Result<FirstCommit, DemoError> {
     let deadline = Instant::now() + timeout;
     let query =
         format!("SELECT partition, next_offset FROM {STATE_SCHEMA}.offsets WHERE topic = $1");
+    let mut first = None;
     loop {
         // The state schema appears once the sink has migrated it.
         if let Ok(rows) = client.query(&query, &[&TOPIC]).await {
@@ -214,14 +277,22 @@ async fn wait_drained(
                 .iter()
                 .filter_map(|r| Some((r.get::<_, i32>(0), r.get::<_, Option<i64>>(1)?)))
                 .collect();
+            let committed: i64 = stored.values().sum();
+            if first.is_none() && committed > 0 {
+                first = Some(FirstCommit {
+                    at: Instant::now(),
+                    committed: committed as u64,
+                });
+            }
             if end.iter().all(|(p, e)| stored.get(p) == Some(e)) {
-                return Ok(());
+                return first.ok_or_else(|| DemoError::Check("nothing was produced".into()));
             }
         }
         if Instant::now() > deadline {
             return Err(DemoError::Check(format!("not drained after {timeout:?}")));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Often enough to time the first commit within a few milliseconds.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,2 +1,3 @@
 pub mod kafka;
+pub mod pgbouncer;
 pub mod postgres;

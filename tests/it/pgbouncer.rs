@@ -6,119 +6,16 @@
 //! connection (a named prepared statement, a session setting, a session
 //! advisory lock) shows up as a wrong or failed statement.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sluice::embedded::pgbouncer::PgBouncer;
 use sluice::embedded::postgres::shared;
 
 use crate::harness::*;
 
-/// A pgbouncer process in front of the shared test server, stopped on drop.
-pub struct PgBouncer {
-    child: Child,
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
 /// Server connections per (database, user): fewer than one sink's
 /// `pool_size` (4), so sluice's clients share them.
 const SERVER_CONNECTIONS: u32 = 3;
-
-impl PgBouncer {
-    pub fn start() -> PgBouncer {
-        let pg = shared().expect("embedded postgres");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let users = dir.path().join("users.txt");
-        std::fs::write(&users, "\"postgres\" \"\"\n").unwrap();
-        let ini = dir.path().join("pgbouncer.ini");
-        std::fs::write(
-            &ini,
-            format!(
-                "[databases]\n* = host=127.0.0.1 port={pg_port}\n\
-                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-                 unix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
-                 pool_mode = transaction\ndefault_pool_size = {SERVER_CONNECTIONS}\n\
-                 max_client_conn = 500\nlogfile = {log}\n",
-                pg_port = pg.port(),
-                users = users.display(),
-                log = dir.path().join("pgbouncer.log").display(),
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(pgbouncer_bin());
-        cmd.arg(&ini).stdout(Stdio::null()).stderr(Stdio::null());
-        // pgbouncer refuses to run as root.
-        if let Some((uid, gid)) = pg.run_as() {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-            for f in [&users, &ini] {
-                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
-            }
-            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
-            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
-        }
-        let child = cmd
-            .spawn()
-            .expect("spawn pgbouncer (apt install pgbouncer)");
-        PgBouncer { child, port, dir }
-    }
-
-    /// The URL of `database` through the pooler.
-    pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
-    }
-
-    /// Fails if PgBouncer got a server's answer for a client it had already
-    /// let go of: a statement pipelined behind a transaction's end, whose
-    /// client then waits for an answer that never comes (PgBouncer before
-    /// 1.21 hands the server connection on at the first idle ReadyForQuery).
-    pub fn assert_no_lost_answers(&self) {
-        let log = self.log();
-        let lost: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("when not linked"))
-            .collect();
-        assert!(
-            lost.is_empty(),
-            "PgBouncer dropped {} server answers:\n{}",
-            lost.len(),
-            lost.join("\n")
-        );
-    }
-
-    /// Waits until a client gets through the pooler to `database`.
-    pub async fn ready(&self, database: &str) {
-        let url = self.url(database);
-        eventually(Duration::from_secs(20), "pgbouncer to accept", || async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .ok()?;
-            tokio::spawn(conn);
-            client.simple_query("SELECT 1").await.ok().map(|_| ())
-        })
-        .await
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn pgbouncer_bin() -> PathBuf {
-    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("pgbouncer"))
-}
 
 /// Where a scenario's sink connects: straight to Postgres or through a
 /// transaction-pooling PgBouncer. The test's own client is always direct.
@@ -137,11 +34,23 @@ pub struct TargetDb {
 }
 
 impl TargetDb {
-    /// The end of a scenario: through a pooler, no answer was lost on the
-    /// way (see [`PgBouncer::assert_no_lost_answers`]).
+    /// The end of a scenario, through a pooler: PgBouncer got no server answer for a client it had already let go
+    /// of: a statement pipelined behind a transaction's end, whose client
+    /// then waits for an answer that never comes (PgBouncer before 1.21
+    /// hands the server connection on at the first idle ReadyForQuery).
     pub fn assert_pooler_clean(&self) {
         if let Some(pooler) = &self.pooler {
-            pooler.assert_no_lost_answers();
+            let log = pooler.log();
+            let lost: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("when not linked"))
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "PgBouncer dropped {} server answers:\n{}",
+                lost.len(),
+                lost.join("\n")
+            );
         }
     }
 }
@@ -156,8 +65,12 @@ pub async fn target_db(prefix: &str, via: Via) -> TargetDb {
         },
         Via::PgBouncer => {
             let database = url.rsplit('/').next().unwrap().to_string();
-            let pooler = PgBouncer::start();
-            pooler.ready(&database).await;
+            let pg = shared().expect("embedded postgres");
+            let pooler = PgBouncer::start(pg, SERVER_CONNECTIONS).expect("pgbouncer");
+            pooler
+                .ready(&database, Duration::from_secs(20))
+                .await
+                .expect("pgbouncer ready");
             TargetDb {
                 url: pooler.url(&database),
                 client,
