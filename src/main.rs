@@ -51,6 +51,22 @@ enum Command {
     },
     /// Run the whole pipeline against an embedded Kafka and Postgres.
     Demo(sluice::demo::DemoArgs),
+    /// Look at the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration as YAML: every default filled in,
+    /// `${VAR}`s expanded, secrets shown as ***. It reads back as the same
+    /// configuration.
+    Print {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +88,9 @@ fn main() -> ExitCode {
                 sluice::check::check(&config.config, offline).await
             }
             Command::Migrate { config } => migrate(config.config).await,
+            Command::Config {
+                command: ConfigCommand::Print { config },
+            } => print_config(&config.config),
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
                     format: LogFormat::Text,
@@ -114,6 +133,23 @@ async fn run(path: PathBuf) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "sluice stopped");
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_config(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match sluice::config::effective_yaml(&config) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot print the configuration: {e}");
             ExitCode::FAILURE
         }
     }

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::defaults::*;
+use super::print;
 use super::{units, KafkaSecurity, OffsetOutOfRange};
 
 /// The `kafka` section.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated "host:port" pairs. Required.
@@ -29,7 +30,8 @@ pub struct KafkaConfig {
     /// partition the group still assigns to it again. Default: `10s`.
     #[serde(
         default = "default_revoke_timeout",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub revoke_timeout: Duration,
     /// How sluice authenticates to the brokers and encrypts the connection:
@@ -40,7 +42,11 @@ pub struct KafkaConfig {
     /// Raw librdkafka settings passed through to the consumer (values may be
     /// strings, numbers or booleans). Keys sluice owns are rejected. Default:
     /// empty.
-    #[serde(default, deserialize_with = "units::string_map")]
+    #[serde(
+        default,
+        deserialize_with = "units::string_map",
+        serialize_with = "print::redacted_map"
+    )]
     pub librdkafka: BTreeMap<String, String>,
     /// What a partition does when its offset stored in Postgres does not
     /// fit the log. `halt`: hold it, write nothing and report it (`/readyz`
@@ -57,7 +63,7 @@ pub struct KafkaConfig {
 }
 
 /// Where to start consuming a partition that has no offset in Postgres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     /// The oldest message still in the partition.

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Problem, Secret};
 
 /// How sluice connects to the brokers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSecurity {
     /// `plaintext`, `ssl` (TLS), `sasl_plaintext` (SASL without TLS: the
@@ -31,7 +31,7 @@ pub struct KafkaSecurity {
 }
 
 /// librdkafka's `security.protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityProtocol {
     Plaintext,
@@ -64,7 +64,7 @@ impl SecurityProtocol {
 }
 
 /// The `kafka.security.sasl` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` or `GSSAPI`
@@ -87,7 +87,7 @@ pub struct SaslConfig {
 }
 
 /// The SASL mechanism (spelled as Kafka spells it; lower case accepted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN", alias = "plain")]
     Plain,
@@ -122,7 +122,7 @@ impl SaslMechanism {
 }
 
 /// The `kafka.security.sasl.oauthbearer` section (OIDC client credentials).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OauthBearerConfig {
     /// The identity provider's token endpoint, an `https://` URL.
@@ -142,7 +142,7 @@ pub struct OauthBearerConfig {
 }
 
 /// The `kafka.security.ssl` section. Files are PEM.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SslConfig {
     /// The CA certificate(s) the brokers' certificates must chain to.

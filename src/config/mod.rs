@@ -10,6 +10,7 @@ mod kafka;
 mod kafka_security;
 mod names;
 mod postgres_tls;
+mod print;
 mod route;
 mod secret;
 mod units;
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use columns::ColumnSource;
 use defaults::*;
@@ -29,12 +30,13 @@ pub use kafka::{KafkaConfig, StartFrom};
 pub use kafka_security::{KafkaSecurity, SaslConfig, SaslMechanism, SecurityProtocol, SslConfig};
 pub use names::{is_plain_identifier, quote_ident, TableName};
 pub use postgres_tls::{PgSslMode, PostgresSsl};
+pub use print::effective_yaml;
 pub use route::{Format, Mode, OffsetOutOfRange, OnError, RouteConfig, WriteMethod};
 pub use secret::{redact_url, Secret};
 pub use units::{parse_duration, ByteSize};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where to consume from. Required.
@@ -67,14 +69,15 @@ pub struct Config {
     /// `terminationGracePeriodSeconds` (1s to 10m). Default: `25s`.
     #[serde(
         default = "default_shutdown_grace",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub shutdown_grace: Duration,
 }
 
 /// The `throttle` section. Limits are per replica and shared by all its
 /// partitions; a batch waits for its budget before its transaction starts.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Most rows per second this replica writes, over all its partitions
@@ -93,14 +96,17 @@ pub struct ThrottleConfig {
 }
 
 /// The `throttle.adaptive` section: AIMD on the observed commit latency.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveConfig {
     /// When the 90th percentile of batch commit latencies in a window is
     /// above this, the row rate is halved; while it stays at or under it,
     /// the rate grows by a twentieth of `max_rows_per_second` per window.
     /// Required.
-    #[serde(deserialize_with = "units::duration")]
+    #[serde(
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
+    )]
     pub target_commit_latency: Duration,
     /// The rate is never cut below this (at least 1, at most
     /// `max_rows_per_second`). Default: `100`.
@@ -110,7 +116,8 @@ pub struct AdaptiveConfig {
     /// 1m). Default: `1s`.
     #[serde(
         default = "default_adaptive_window",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub window: Duration,
     /// Brake the same way while a standby's replay lags the primary's WAL
@@ -122,28 +129,34 @@ pub struct AdaptiveConfig {
 
 /// The `retry` section. Retryable errors are retried with exponential
 /// backoff and jitter, forever: the partition waits, nothing is skipped.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// The first wait after a retryable error. Default: `100ms`.
     #[serde(
         default = "default_initial_backoff",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub initial_backoff: Duration,
     /// The longest wait between two attempts; waits double up to it.
     /// Default: `30s`.
-    #[serde(default = "default_max_backoff", deserialize_with = "units::duration")]
+    #[serde(
+        default = "default_max_backoff",
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
+    )]
     pub max_backoff: Duration,
 }
 
 /// The `postgres` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// Connection string, URL (`postgres://user:pass@host:5432/db`) or
     /// key/value (`host=... password=...`) form. Use `${VAR}` for the
     /// password; it is never logged. Required.
+    #[serde(serialize_with = "print::redacted_url")]
     pub url: Secret,
     /// Fixed number of connections for this replica, independent of the
     /// partition count (1 to 1000). Default: `8`.
@@ -163,7 +176,8 @@ pub struct PostgresConfig {
     /// How long to wait for a new connection. Default: `10s`.
     #[serde(
         default = "default_connect_timeout",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub connect_timeout: Duration,
     /// Longest a statement of sluice's may run; a batch that exceeds it is
@@ -172,27 +186,34 @@ pub struct PostgresConfig {
     /// (a network black hole). Default: `60s`.
     #[serde(
         default = "default_statement_timeout",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub statement_timeout: Duration,
     /// Longest sluice waits for a lock on a target table (e.g. behind a
     /// migration's ACCESS EXCLUSIVE lock); then the batch is retried
     /// (SQLSTATE 55P03), never dead-lettered. Default: `10s`.
-    #[serde(default = "default_lock_timeout", deserialize_with = "units::duration")]
+    #[serde(
+        default = "default_lock_timeout",
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
+    )]
     pub lock_timeout: Duration,
     /// A connection whose sent data stays unacknowledged this long is
     /// closed (TCP_USER_TIMEOUT), so a network black hole is noticed in
     /// bounded time, not after the kernel's many minutes. Default: `30s`.
     #[serde(
         default = "default_tcp_user_timeout",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub tcp_user_timeout: Duration,
     /// `/readyz` reports not ready once Postgres has been unreachable this
     /// long (short blips do not flap readiness). Default: `30s`.
     #[serde(
         default = "default_unready_after",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub unready_after: Duration,
     /// TLS to Postgres: `mode`, `ca_file`, `cert_file`, `key_file`, the
@@ -205,7 +226,7 @@ pub struct PostgresConfig {
 }
 
 /// The `batch` section: a batch is written when ANY limit is reached.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Write once a batch holds this many rows (at least 1). Default: `5000`.
@@ -217,12 +238,16 @@ pub struct BatchConfig {
     pub max_bytes: ByteSize,
     /// Write once the oldest message in a batch has waited this long (at most
     /// 10m). Default: `50ms`.
-    #[serde(default = "default_linger", deserialize_with = "units::duration")]
+    #[serde(
+        default = "default_linger",
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
+    )]
     pub linger: Duration,
 }
 
 /// The `http` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address of the health and metrics server, "ip:port". Default:
@@ -232,7 +257,7 @@ pub struct HttpConfig {
 }
 
 /// The `log` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Log line format: `text` or `json`. Default: `text`.
@@ -245,7 +270,7 @@ pub struct LogConfig {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{PostgresConfig, Problem};
 use crate::pg::conninfo;
 
 /// libpq's `sslmode`: how much of TLS sluice insists on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum PgSslMode {
     /// No TLS.
     #[serde(rename = "disable")]
@@ -62,7 +62,7 @@ impl PgSslMode {
 /// The `postgres.ssl` section. Each field may instead be written in
 /// `postgres.url` as its libpq parameter, not both. Unset fields fall back
 /// to libpq's environment variables, then to libpq's default files.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSsl {
     /// `disable`, `allow` (treated as `prefer`), `prefer`, `require`,

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::defaults::*;
 use super::{units, ColumnSource, TableName};
 
 /// One entry of `routes`: a topic and the table its messages go to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// The Kafka topic to consume; each topic may be routed once. Required.
@@ -85,7 +85,7 @@ pub struct RouteConfig {
 
 /// What a partition does when its stored offset is outside the log
 /// (docs/ARCHITECTURE.md, "Offsets at the edges of the log").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OffsetOutOfRange {
     /// Hold the partition, write nothing, report it (`/readyz`, `check`,
@@ -98,7 +98,7 @@ pub enum OffsetOutOfRange {
 }
 
 /// How a route writes its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Every record is a new row.
@@ -109,7 +109,7 @@ pub enum Mode {
 }
 
 /// What a bad record does to its partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Dead-letter it and go on.
@@ -127,7 +127,7 @@ impl RouteConfig {
 }
 
 /// How a route decodes message values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The value is a JSON document.
@@ -138,7 +138,7 @@ pub enum Format {
 }
 
 /// How a route writes rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMethod {
     /// Binary COPY into a staging table.
