@@ -77,6 +77,7 @@ async fn main() {
         records: args.records,
         partitions: args.partitions,
         keys: 10_000.min(args.records.max(1)),
+        write_example: None,
     };
     println!(
         "drain: {} records, {} partitions, pool_size {POOL_SIZE}, max_rows 1000, {} run(s); {} cores",

@@ -32,6 +32,11 @@ pub struct DemoArgs {
     /// Distinct keys (customers); each key's events carry a sequence number.
     #[arg(long, default_value_t = 250)]
     pub keys: usize,
+    /// Also write the demo's configuration (`sluice.yaml`, pointing at
+    /// `localhost`) and its table (`table.sql`) into this directory, as a
+    /// starting point for your own.
+    #[arg(long, value_name = "DIR")]
+    pub write_example: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,7 @@ pub enum DemoError {
 
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let began = Instant::now();
+    show_example(&args)?;
     let (embedded, url) = match &args.postgres_url {
         Some(url) => (None, url.clone()),
         None => {
@@ -125,12 +131,8 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
     tokio::spawn(connection);
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {TABLE}; DROP SCHEMA IF EXISTS {STATE_SCHEMA} CASCADE;
-             CREATE TABLE {TABLE} (
-                 order_id bigint NOT NULL, customer text NOT NULL, seq bigint NOT NULL,
-                 amount numeric(12,2), created_at timestamptz, doc jsonb,
-                 src_partition integer NOT NULL, src_offset bigint NOT NULL,
-                 UNIQUE (src_partition, src_offset))"
+            "DROP TABLE IF EXISTS {TABLE}; DROP SCHEMA IF EXISTS {STATE_SCHEMA} CASCADE; {}",
+            table_ddl()
         ))
         .await?;
 
@@ -217,6 +219,47 @@ fn events(args: &DemoArgs) -> Vec<Record> {
             (partition, Some(key), Some(value.to_string().into_bytes()))
         })
         .collect()
+}
+
+/// The demo's table: the events, unique on their Kafka coordinates.
+fn table_ddl() -> String {
+    format!(
+        "CREATE TABLE {TABLE} (
+    order_id bigint NOT NULL,
+    customer text NOT NULL,
+    seq bigint NOT NULL,
+    amount numeric(12,2),
+    created_at timestamptz,
+    doc jsonb,
+    src_partition integer NOT NULL,
+    src_offset bigint NOT NULL,
+    UNIQUE (src_partition, src_offset)
+);
+"
+    )
+}
+
+/// Prints the demo's table and configuration, and writes them into
+/// `--write-example DIR` (the configuration pointing at `localhost`, the
+/// password from `PG_PASSWORD`).
+fn show_example(args: &DemoArgs) -> Result<(), DemoError> {
+    let config = demo_config(
+        "localhost:9092",
+        "postgres://sluice:${PG_PASSWORD}@localhost:5432/app",
+    );
+    println!("the demo's table:\n\n{}", table_ddl());
+    println!("and its configuration (every setting: config/example.yaml):{config}");
+    if let Some(dir) = &args.write_example {
+        let write = |name: &str, text: &str| {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(dir.join(name), text))
+                .map_err(|e| DemoError::Check(format!("writing {}: {e}", dir.join(name).display())))
+        };
+        write("table.sql", &table_ddl())?;
+        write("sluice.yaml", config.trim_start())?;
+        println!("wrote {0}/table.sql and {0}/sluice.yaml\n", dir.display());
+    }
+    Ok(())
 }
 
 fn demo_config(brokers: &str, url: &str) -> String {
@@ -326,4 +369,27 @@ async fn verify(
         )));
     }
     Ok((rows, dead))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `--write-example` writes is a valid configuration whose columns
+    /// are the table's.
+    #[test]
+    fn the_written_example_is_valid_and_matches_the_table() {
+        let yaml = demo_config(
+            "localhost:9092",
+            "postgres://sluice:${PG_PASSWORD}@localhost/app",
+        );
+        let config = Config::from_yaml(&yaml, |_| Some("pw".into())).expect("valid");
+        let ddl = table_ddl();
+        for column in config.routes[0].columns.keys() {
+            assert!(
+                ddl.contains(&format!("    {column} ")),
+                "{column} not in the table"
+            );
+        }
+    }
 }
