@@ -299,3 +299,75 @@ fn show_truncates() {
     assert!(show(&long).chars().count() < 70);
     assert_eq!(show("é\""), "\"é\\\"\"");
 }
+
+/// The coercion table in docs/configuration.md ("Coercion: JSON values into
+/// column types"): every row's value gives the outcome the row states.
+#[test]
+fn the_documented_coercion_table_holds() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let docs = std::fs::read_to_string(path).unwrap();
+    let section = docs
+        .split("### Coercion: JSON values into column types")
+        .nth(1)
+        .and_then(|rest| rest.split("\n#").next())
+        .expect("the coercion section");
+    let types = [
+        Int2,
+        Int4,
+        Int8,
+        Numeric,
+        Float4,
+        Float8,
+        Bool,
+        Text,
+        Json,
+        Jsonb,
+        Timestamptz,
+        Timestamp,
+        Date,
+        Uuid,
+        Bytea,
+    ];
+    let (mut rows, mut wrong) = (0, Vec::new());
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        let [ty, value, outcome] = cells[..] else {
+            panic!("not a table row: {line}")
+        };
+        let ty = ty.trim_matches('`');
+        let (name, not_null) = match ty.strip_suffix(" NOT NULL") {
+            Some(name) => (name, true),
+            None => (ty, false),
+        };
+        let ctype = *types
+            .iter()
+            .find(|t| t.pg_name() == name)
+            .unwrap_or_else(|| panic!("unknown type {name}"));
+        let spec = ColumnSpec {
+            not_null,
+            ..ColumnSpec::of(ctype)
+        };
+        let value: Value = serde_json::from_str(value.trim_matches('`'))
+            .unwrap_or_else(|e| panic!("{line}: the value is not JSON: {e}"));
+        let got = coerce(&spec, Src::Json(&value));
+        let holds = match (outcome.strip_prefix("refused: "), &got) {
+            // The message is the first `quoted` part; a note may follow.
+            (Some(message), Err(e)) => message
+                .split('`')
+                .nth(1)
+                .is_some_and(|message| e.starts_with(message)),
+            (None, Ok(_)) => outcome.starts_with("accepted"),
+            _ => false,
+        };
+        if !holds {
+            wrong.push(format!("{line}\n  got {got:?}"));
+        }
+        rows += 1;
+    }
+    assert!(
+        wrong.is_empty(),
+        "rows that do not hold:\n{}",
+        wrong.join("\n")
+    );
+    assert!(rows >= 40, "only {rows} rows found");
+}
