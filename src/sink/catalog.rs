@@ -74,6 +74,51 @@ pub async fn read_table(
     }))
 }
 
+/// The target is missing: the problem, naming the other schemas that hold a
+/// table of that name. The usual cause is Postgres' default `search_path`
+/// (`"$user", public`): with a role and a state schema both called
+/// `sluice`, an unqualified `CREATE TABLE orders` run as that role lands in
+/// `sluice.orders`, not `public.orders`.
+pub async fn missing_table(
+    client: &impl GenericClient,
+    index: usize,
+    table: &TableName,
+) -> Result<Problem, tokio_postgres::Error> {
+    let elsewhere: Vec<String> = client
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = $1 AND n.nspname <> $2 AND c.relkind IN ('r', 'p') \
+             ORDER BY 1",
+            &[&table.name, &table.schema],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let message = match &elsewhere[..] {
+        [] => format!(
+            "table {table} does not exist (create it before starting sluice, or fix the name)"
+        ),
+        found => format!(
+            "table {table} does not exist, but {} does: was it created in another schema \
+             (an unqualified CREATE TABLE goes to the first schema of the search_path, \
+             \"$user\" before public)? Set routes[{index}].table to the table's full name, \
+             or move it: ALTER TABLE {} SET SCHEMA {}",
+            found.join(" and "),
+            found[0],
+            match crate::config::is_plain_identifier(&table.schema) {
+                true => table.schema.clone(),
+                false => crate::config::quote_ident(&table.schema),
+            },
+        ),
+    };
+    Ok(Problem {
+        path: format!("routes[{index}].table"),
+        message,
+    })
+}
+
 async fn read_columns(
     client: &impl GenericClient,
     table: &TableName,
@@ -137,21 +182,13 @@ pub fn plan_route(
     index: usize,
     route: &RouteConfig,
     table: &TableName,
-    catalog: Option<&CatalogTable>,
+    catalog: &CatalogTable,
 ) -> Result<Vec<PlannedColumn>, Vec<Problem>> {
-    let Some(CatalogTable {
+    let CatalogTable {
         columns,
         unique_keys,
         unlogged,
-    }) = catalog
-    else {
-        return Err(vec![Problem {
-            path: format!("routes[{index}].table"),
-            message: format!(
-                "table {table} does not exist (create it before starting sluice, or fix the name)"
-            ),
-        }]);
-    };
+    } = catalog;
     let mut problems = Vec::new();
     if *unlogged && !route.allow_unlogged {
         problems.push(Problem {

@@ -62,12 +62,13 @@ pub async fn plan_writers(
                 continue;
             }
         };
-        let catalog = catalog::read_table(client, &table).await?;
-        if let Some(found) = &catalog {
-            let mut lacking = privileges::check_route(client, i, route, &table, found).await?;
-            problems.append(&mut lacking);
-        }
-        match catalog::plan_route(i, route, &table, catalog.as_ref()) {
+        let Some(found) = catalog::read_table(client, &table).await? else {
+            problems.push(catalog::missing_table(client, i, &table).await?);
+            continue;
+        };
+        let mut lacking = privileges::check_route(client, i, route, &table, &found).await?;
+        problems.append(&mut lacking);
+        match catalog::plan_route(i, route, &table, &found) {
             Ok(planned) => {
                 let writer = TableWriter::new(
                     table,

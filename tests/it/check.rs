@@ -108,7 +108,12 @@ routes:
 async fn check_names_each_problem_and_passes_a_good_config() {
     let (url, client) = fresh_db("check").await;
     client
-        .batch_execute("CREATE TABLE orders (k text, seq bigint, spot point)")
+        .batch_execute(
+            "CREATE TABLE orders (k text, seq bigint, spot point);
+             -- What an unqualified CREATE TABLE does for a role named like a
+             -- schema on the search_path (\"$user\", public).
+             CREATE SCHEMA sluice_app; CREATE TABLE sluice_app.invoices (k text)",
+        )
         .await
         .unwrap();
     let kafka = kafka("orders", 2);
@@ -151,6 +156,15 @@ async fn check_names_each_problem_and_passes_a_good_config() {
         assert_fails_naming(
             &base.replace("table: orders", "table: no_such_table"),
             &["no_such_table"],
+        );
+        // A table of that name in another schema is named, with the fix.
+        assert_fails_naming(
+            &base.replace("table: orders", "table: invoices"),
+            &[
+                "routes[0].table",
+                "public.invoices does not exist, but sluice_app.invoices does",
+                "ALTER TABLE sluice_app.invoices SET SCHEMA public",
+            ],
         );
     });
     blocking.await.unwrap();
