@@ -1,0 +1,150 @@
+//! Kafka broker failures on librdkafka's mock cluster, for what a real
+//! broker process cannot be made to do on cue: the only broker refusing
+//! connections, and chosen requests failing. Each keeps the workers, and
+//! the table ends exact.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::harness::*;
+
+const TOPIC: &str = "orders";
+
+/// A session timeout longer than the outages here: the group keeps its
+/// members across them, so no rebalance hides what the outage does.
+fn config(brokers: &str, url: &str, port: u16) -> String {
+    let yaml = orders_config(brokers, url, TOPIC, "g", "")
+        .replace("max_rows: 2000", "max_rows: 200")
+        .replace(
+            "session.timeout.ms: \"6000\"",
+            "session.timeout.ms: \"30000\"",
+        )
+        .replace("group_id: g", "group_id: g\n  unready_after: 3s");
+    with_http(&yaml, port)
+}
+
+fn assignments(sink: &Sink) -> f64 {
+    metric_where(&sink.registry, "sluice_rebalances_total", "kind", "assign")
+}
+
+fn revokes(sink: &Sink) -> f64 {
+    metric_where(&sink.registry, "sluice_rebalances_total", "kind", "revoke")
+}
+
+async fn readyz(port: u16) -> Option<u16> {
+    get(port, "/readyz").await.map(|(status, _)| status)
+}
+
+/// All records of both rounds written once, the offsets at the log end,
+/// nothing dead-lettered or halted.
+async fn assert_exact(client: &tokio_postgres::Client, sink: Sink, rows: i64) {
+    assert_eq!(sink.metric("sluice_dead_letters_total"), 0.0);
+    assert_eq!(sink.metric("sluice_partitions_halted"), 0.0);
+    sink.stop().await.expect("clean stop");
+    assert_orders_exact(client, rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_broker_down_makes_sluice_not_ready_then_it_resumes() {
+    let (url, client) = fresh_db("broker_down").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka(TOPIC, 4);
+    let records = orders(16_000, 4, 200);
+    let (first, second) = records.split_at(8_000);
+    let end = produce_all(&kafka, TOPIC, first.to_vec()).await;
+    let port = free_port();
+    let sink = Sink::start(&config(kafka.bootstrap_servers(), &url, port));
+    wait_drained(&client, TOPIC, &end, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(30), "ready, a broker up", || async {
+        (readyz(port).await == Some(200) && sink.metric("sluice_kafka_brokers_up") >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let assigned = assignments(&sink);
+
+    kafka.broker_down(-1).unwrap();
+    let down = Instant::now();
+    eventually(Duration::from_secs(15), "not ready", || async {
+        (readyz(port).await == Some(503)).then_some(())
+    })
+    .await;
+    let not_ready = down.elapsed();
+    let (_, body) = get(port, "/readyz").await.unwrap();
+    assert!(body.contains("no Kafka broker is reachable"), "{body}");
+    assert_eq!(sink.metric("sluice_kafka_brokers_up"), 0.0);
+    // unready_after, plus at most one statistics interval (2 s) to notice.
+    assert!(
+        not_ready >= Duration::from_secs(3) && not_ready < Duration::from_secs(6),
+        "not ready {not_ready:?} after the broker went down (unready_after 3s)"
+    );
+
+    kafka.broker_up(-1).unwrap();
+    let up = Instant::now();
+    let mut end_all = end.clone();
+    end_all.extend(produce_all(&kafka, TOPIC, second.to_vec()).await);
+    let first_commit = eventually(Duration::from_secs(30), "a commit", || async {
+        (stored_offsets(&client, TOPIC).await != end).then(|| up.elapsed())
+    })
+    .await;
+    let ready = eventually(Duration::from_secs(30), "ready again", || async {
+        (readyz(port).await == Some(200)).then(|| up.elapsed())
+    })
+    .await;
+    wait_drained(&client, TOPIC, &end_all, Duration::from_secs(60)).await;
+    eprintln!(
+        "mock broker down: not ready after {not_ready:?}; back: first commit after {first_commit:?}, \
+         ready after {ready:?}"
+    );
+    assert_eq!(assignments(&sink), assigned, "the workers were kept");
+    assert_eq!(revokes(&sink), 0.0, "nothing revoked");
+    assert!(sink.metric("sluice_kafka_brokers_up") >= 1.0);
+    assert_exact(&client, sink, 16_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_fetch_and_produce_requests_leave_the_table_exact() {
+    let (url, client) = fresh_db("request_errors").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka(TOPIC, 4);
+    use RDKafkaRespErr::*;
+    // The harness's idempotent producer retries these without duplicates
+    // or reordering (the log is what sluice must copy exactly).
+    kafka
+        .request_errors(
+            RDKafkaApiKey::Produce,
+            &[
+                RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                RD_KAFKA_RESP_ERR__TRANSPORT,
+            ],
+        )
+        .unwrap();
+    let records = orders(12_000, 4, 200);
+    let (first, second) = records.split_at(4_000);
+    let mut end: HashMap<i32, i64> = produce_all(&kafka, TOPIC, first.to_vec()).await;
+    let port = free_port();
+    let sink = Sink::start(&config(kafka.bootstrap_servers(), &url, port));
+    eventually(Duration::from_secs(60), "progress", || async {
+        (count(&client, "SELECT count(*) FROM orders").await > 0).then_some(())
+    })
+    .await;
+    let assigned = assignments(&sink);
+    // Fetches fail mid-drain: a leader that moved, a timeout, a dropped
+    // connection, a broker that is not ready, each more than once.
+    let errors = [
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR__TRANSPORT,
+        RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    ];
+    kafka
+        .request_errors(RDKafkaApiKey::Fetch, &errors.repeat(3))
+        .unwrap();
+    end.extend(produce_all(&kafka, TOPIC, second.to_vec()).await);
+    wait_drained(&client, TOPIC, &end, Duration::from_secs(90)).await;
+    assert_eq!(assignments(&sink), assigned, "the workers were kept");
+    assert_eq!(revokes(&sink), 0.0, "nothing revoked");
+    assert_exact(&client, sink, 12_000).await;
+}
