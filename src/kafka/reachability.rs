@@ -47,7 +47,7 @@ fn note(shared: &Shared, reachable: bool) {
             true => info!("a Kafka broker is reachable again"),
             false => warn!(
                 unready_after = ?shared.kafka.unready_after(),
-                "no Kafka broker is reachable; librdkafka keeps reconnecting and the workers keep their partitions"
+                "no Kafka broker is reachable; librdkafka keeps reconnecting, the workers keep their partitions while the group session lasts"
             ),
         }
     }

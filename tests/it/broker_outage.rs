@@ -4,7 +4,8 @@
 //! keeps its workers (no rebalance), turns not ready once no broker has
 //! been reachable for `kafka.unready_after`, resumes by itself when the
 //! broker is back, and the table ends exact. (librdkafka's mock cluster
-//! covers a refused broker and failed requests: broker_outage_mock.rs.)
+//! covers a refused broker, failed requests and an outage longer than the
+//! session: broker_outage_mock.rs.)
 //!
 //! tansu's watermarks are wrong (see `tansu.rs`): offsets are checked
 //! against the producer's delivery reports, never against the broker.

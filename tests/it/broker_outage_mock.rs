@@ -1,7 +1,8 @@
 //! Kafka broker failures on librdkafka's mock cluster, for what a real
 //! broker process cannot be made to do on cue: the only broker refusing
-//! connections, and chosen requests failing. Each keeps the workers, and
-//! the table ends exact.
+//! connections, chosen requests failing, and an outage longer than the
+//! group session. The table always ends exact; the workers are kept
+//! unless the session ends.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -147,4 +148,47 @@ async fn failed_fetch_and_produce_requests_leave_the_table_exact() {
     assert_eq!(assignments(&sink), assigned, "the workers were kept");
     assert_eq!(revokes(&sink), 0.0, "nothing revoked");
     assert_exact(&client, sink, 12_000).await;
+}
+
+/// An outage longer than the session timeout ends the member's session:
+/// librdkafka releases the partitions as lost, and when the broker is back
+/// the group rebalances and each partition is claimed again from its
+/// offset in Postgres. Nothing is lost or written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_session_rebalances_and_loses_nothing() {
+    let (url, client) = fresh_db("broker_session").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka(TOPIC, 4);
+    let records = orders(8_000, 4, 200);
+    let (first, second) = records.split_at(4_000);
+    let mut end = produce_all(&kafka, TOPIC, first.to_vec()).await;
+    let port = free_port();
+    let yaml = config(kafka.bootstrap_servers(), &url, port).replace(
+        "session.timeout.ms: \"30000\"",
+        "session.timeout.ms: \"6000\"",
+    );
+    let sink = Sink::start(&yaml);
+    wait_drained(&client, TOPIC, &end, Duration::from_secs(60)).await;
+    let assigned = assignments(&sink);
+
+    kafka.broker_down(-1).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the lost partitions released",
+        || async { (revokes(&sink) >= 1.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(readyz(port).await, Some(503));
+    kafka.broker_up(-1).unwrap();
+    end.extend(produce_all(&kafka, TOPIC, second.to_vec()).await);
+    wait_drained(&client, TOPIC, &end, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(30), "ready again", || async {
+        (readyz(port).await == Some(200)).then_some(())
+    })
+    .await;
+    assert!(
+        assignments(&sink) > assigned,
+        "claimed again after the rebalance"
+    );
+    assert_exact(&client, sink, 8_000).await;
 }
