@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::harness::*;
+use crate::replica::Replica;
 
 const TOPIC: &str = "orders";
 
@@ -191,4 +192,48 @@ async fn an_outage_longer_than_the_session_rebalances_and_loses_nothing() {
         "claimed again after the rebalance"
     );
     assert_exact(&client, sink, 8_000).await;
+}
+
+/// librdkafka reports every failed reconnect to every broker (a few per
+/// second here); sluice, run as a process, logs each kind once per 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_kafka_errors_are_logged_once_per_kind() {
+    let (url, client) = fresh_db("broker_log_limit").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka(TOPIC, 2);
+    let end = produce_all(&kafka, TOPIC, orders(1_000, 2, 100)).await;
+    let yaml = orders_config(kafka.bootstrap_servers(), &url, TOPIC, "g", "").replace(
+        "session.timeout.ms: \"6000\"",
+        "session.timeout.ms: \"30000\"",
+    );
+    let replica = Replica::spawn(&yaml);
+    wait_drained(&client, TOPIC, &end, Duration::from_secs(60)).await;
+
+    kafka.broker_down(-1).unwrap();
+    eventually(Duration::from_secs(10), "the outage logged", || async {
+        (!replica.log_lines("Connection refused").is_empty()).then_some(())
+    })
+    .await;
+    // The outage lasts 10 s: librdkafka retries every broker connection
+    // at least every 2 s (reconnect.backoff.max.ms) meanwhile.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let refused = replica.log_lines("Connection refused");
+    let all_down = replica.log_lines("AllBrokersDown");
+    kafka.broker_up(-1).unwrap();
+    eventually(Duration::from_secs(30), "reachable again", || async {
+        (replica.metric("sluice_kafka_brokers_up").await? >= 1.0).then_some(())
+    })
+    .await;
+    let errors = replica.metric("sluice_kafka_errors_total").await.unwrap();
+    let (status, _, logs) = replica.terminate().await;
+    assert_eq!(status.code(), Some(0), "clean exit:\n{logs}");
+    // One librdkafka log line (facility FAIL) and one error report.
+    assert!(
+        refused.lines().count() <= 2,
+        "refused connections logged more than once per kind:\n{refused}"
+    );
+    assert_eq!(all_down.lines().count(), 1, "{all_down}");
+    assert!(refused.contains("held_back=0"), "{refused}");
+    assert!(errors >= 2.0, "every error still counted: {errors}");
+    assert_orders_exact(&client, 1_000).await;
 }
