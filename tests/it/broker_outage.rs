@@ -130,6 +130,12 @@ async fn broker_outage(prefix: &str, outage: Outage) {
         "{prefix}: down {down_for:?}, not ready after {not_ready:?}; back: first commit after \
          {first_commit:?}, ready after {ready:?}"
     );
+    // Reconnecting takes at most reconnect.backoff.max.ms (2 s); the rest
+    // is producing, fetching and one batch.
+    assert!(
+        first_commit < Duration::from_secs(8),
+        "first commit {first_commit:?} after the restart"
+    );
     assert_eq!(
         rebalances(&sink, "assign"),
         assigned,
