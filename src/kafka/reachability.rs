@@ -12,15 +12,17 @@ use tracing::{info, warn};
 
 use crate::pipeline::Shared;
 
-/// Brokers with a working connection: the bootstrap and learned ones, by
-/// address (a bootstrap entry and the learned broker behind it are one).
-/// librdkafka's internal broker and the logical group coordinator (which
-/// borrows a real broker's connection) are not brokers.
+/// Brokers with a working connection, by address: the bootstrap, learned
+/// and logical ones (the group coordinator has a connection of its own,
+/// and is all a replica that owns no partition may keep open under
+/// librdkafka's sparse connections); a bootstrap entry, the learned broker
+/// behind it and the coordinator on it are one broker. librdkafka's
+/// internal broker is not one.
 pub fn brokers_up(statistics: &Statistics) -> usize {
     statistics
         .brokers
         .values()
-        .filter(|b| matches!(b.source.as_str(), "configured" | "learned") && b.state == "UP")
+        .filter(|b| b.source != "internal" && b.state == "UP" && !b.nodename.is_empty())
         .map(|b| b.nodename.as_str())
         .collect::<HashSet<_>>()
         .len()

@@ -237,3 +237,49 @@ async fn repeated_kafka_errors_are_logged_once_per_kind() {
     assert!(errors >= 2.0, "every error still counted: {errors}");
     assert_orders_exact(&client, 1_000).await;
 }
+
+/// A replica that owns no partition fetches nothing: its only traffic is
+/// the group's. It still counts as connected, and stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_no_partition_stays_ready() {
+    let (url, client) = fresh_db("broker_idle").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka(TOPIC, 1);
+    let end = produce_all(&kafka, TOPIC, orders(100, 1, 10)).await;
+    let (port_a, port_b) = (free_port(), free_port());
+    // The mock's coordinator holds a rebalance for the session timeout.
+    let yaml = |port| {
+        config(kafka.bootstrap_servers(), &url, port).replace(
+            "session.timeout.ms: \"30000\"",
+            "session.timeout.ms: \"6000\"",
+        )
+    };
+    let a = Sink::start(&yaml(port_a));
+    wait_drained(&client, TOPIC, &end, Duration::from_secs(60)).await;
+    let b = Sink::start(&yaml(port_b));
+    eventually(Duration::from_secs(60), "B to join", || async {
+        (readyz(port_b).await == Some(200)).then_some(())
+    })
+    .await;
+    let owners = (
+        a.metric("sluice_assigned_partitions"),
+        b.metric("sluice_assigned_partitions"),
+    );
+    // Longer than unready_after (3 s) plus two statistics intervals.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for (name, sink, port) in [("A", &a, port_a), ("B", &b, port_b)] {
+        assert_eq!(
+            readyz(port).await,
+            Some(200),
+            "{name} ready, owning {owners:?}"
+        );
+        assert!(
+            sink.metric("sluice_kafka_brokers_up") >= 1.0,
+            "{name} connected"
+        );
+    }
+    assert_eq!(owners.0 + owners.1, 1.0, "{owners:?}");
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+    assert_orders_exact(&client, 100).await;
+}
