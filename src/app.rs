@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::Registry;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::config::{redact_url, Config, Problem};
 use crate::health;
 use crate::kafka::probe::{first_contact, ProbeError};
-use crate::kafka::{client_config, SinkConsumer, SinkContext};
+use crate::kafka::{client_config, reachability, SinkConsumer, SinkContext};
 use crate::metrics::Metrics;
 use crate::migrate::migrate;
 use crate::pg::{self, PgSetupError};
@@ -194,7 +195,13 @@ async fn serve(consumer: &SinkConsumer, shared: &Shared) -> Result<(), AppError>
                 }
                 Err(e) => {
                     shared.metrics.kafka_errors.inc();
-                    warn!(error = %e, "kafka client error");
+                    let code = e.rdkafka_error_code();
+                    if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+                        reachability::all_down(shared);
+                    }
+                    if let Some(held_back) = shared.kafka_repeats.admit(&format!("client:{code:?}")) {
+                        warn!(error = %e, held_back, "kafka client error");
+                    }
                 }
             }
         }

@@ -1,9 +1,11 @@
 //! Background watchers that keep readiness and lag current even when no
 //! batch is moving: a Postgres probe, and per-partition lag from the
-//! consumer's watermarks against the offsets committed to Postgres.
+//! consumer's watermarks against the offsets committed to Postgres. And
+//! [`Reachability`], how long a dependency has been out of reach, which
+//! both Postgres and the Kafka brokers (kafka::reachability) feed.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{PoolError, TimeoutType, Timeouts};
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,59 @@ use crate::pipeline::Shared;
 
 /// How often readiness and lag are refreshed.
 pub const INTERVAL: Duration = Duration::from_secs(2);
+
+/// Since when a dependency has been out of reach, and from how long on
+/// that makes the service not ready: short blips do not flap readiness.
+pub struct Reachability {
+    unreachable_since: Mutex<Option<Instant>>,
+    unready_after: Duration,
+}
+
+impl Reachability {
+    pub fn new(unready_after: Duration) -> Reachability {
+        Reachability {
+            unreachable_since: Mutex::new(None),
+            unready_after,
+        }
+    }
+
+    pub fn reachable(&self) -> bool {
+        self.since().is_none()
+    }
+
+    pub fn unready_after(&self) -> Duration {
+        self.unready_after
+    }
+
+    /// Records what was observed now; an outage keeps the instant it began.
+    pub fn set(&self, reachable: bool) {
+        let mut since = self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match reachable {
+            true => *since = None,
+            false => {
+                since.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    /// How long it has been out of reach, once that is `unready_after` or
+    /// more.
+    pub fn unready_for(&self) -> Option<Duration> {
+        self.since()
+            .map(|s| s.elapsed())
+            .filter(|d| *d >= self.unready_after)
+    }
+
+    fn since(&self) -> Option<Instant> {
+        *self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// Probes Postgres every INTERVAL until `stop`.
 pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
@@ -32,13 +87,13 @@ pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
             Err(PoolError::Timeout(TimeoutType::Wait)) => true,
             Err(_) => false,
         };
-        if reachable != shared.postgres_reachable() {
+        if reachable != shared.postgres.reachable() {
             match reachable {
                 true => info!("Postgres is reachable again"),
                 false => warn!("Postgres is unreachable"),
             }
         }
-        shared.set_postgres_reachable(reachable);
+        shared.postgres.set(reachable);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(INTERVAL) => {}

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub throttle_rate: Gauge,
     pub partition_rows: IntCounterVec,
     pub kafka_errors: IntCounter,
+    pub kafka_brokers_up: IntGauge,
     pub abandoned_records: IntCounter,
     pub reclaims: IntCounter,
     pub worker_panics: IntCounter,
@@ -189,6 +190,13 @@ impl Metrics {
                 "sluice_kafka_errors_total",
                 "Errors reported by the Kafka client while consuming.",
             )?,
+            kafka_brokers_up: reg(
+                registry,
+                IntGauge::new(
+                    "sluice_kafka_brokers_up",
+                    "Kafka brokers the consumer has a working connection to, from librdkafka's statistics (every 2 s).",
+                )?,
+            )?,
             abandoned_records: counter(
                 "sluice_abandoned_records_total",
                 "Records fetched but not committed when their worker stopped (revoke, shutdown); the next owner reads them again.",
@@ -210,7 +218,7 @@ impl Metrics {
                 registry,
                 IntGauge::new(
                     "sluice_ready",
-                    "1 while /readyz answers 200 (the group is joined, Postgres reachable, no partition halted), else 0; set at each scrape.",
+                    "1 while /readyz answers 200 (the group is joined, Postgres and a Kafka broker reachable, no partition halted), else 0; set at each scrape.",
                 )?,
             )?,
             throttle_min_rate: reg(

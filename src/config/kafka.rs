@@ -60,6 +60,15 @@ pub struct KafkaConfig {
     /// it. Default: absent.
     #[serde(default)]
     pub on_offset_out_of_range: Option<OffsetOutOfRange>,
+    /// `/readyz` reports not ready once no broker has been connected this
+    /// long (librdkafka keeps reconnecting meanwhile, and the workers keep
+    /// their partitions), so a broker restart does not flap readiness.
+    /// Default: `30s`.
+    #[serde(
+        default = "default_unready_after",
+        deserialize_with = "units::duration"
+    )]
+    pub unready_after: Duration,
 }
 
 /// Where to start consuming a partition that has no offset in Postgres.
@@ -114,6 +123,7 @@ impl fmt::Debug for KafkaConfig {
             .field("security", &self.security)
             .field("librdkafka", &raw)
             .field("on_offset_out_of_range", &self.on_offset_out_of_range)
+            .field("unready_after", &self.unready_after)
             .finish()
     }
 }

@@ -15,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 
 /// Requests served by the cluster's thread.
@@ -23,6 +24,19 @@ enum Command {
         name: String,
         partitions: i32,
         reply: mpsc::Sender<KafkaResult<()>>,
+    },
+    /// Takes a broker down (`up: false`: its connections are closed and
+    /// new ones refused) or brings it back.
+    Broker {
+        id: i32,
+        up: bool,
+        reply: mpsc::Sender<KafkaResult<()>>,
+    },
+    /// The next requests of `api` fail with `errors`, one each, in order.
+    RequestErrors {
+        api: RDKafkaApiKey,
+        errors: Vec<RDKafkaRespErr>,
+        reply: mpsc::Sender<()>,
     },
     Stop,
 }
@@ -97,6 +111,38 @@ impl MockKafka {
             .map_err(|_| cluster_gone())?;
         answer.recv().map_err(|_| cluster_gone())?
     }
+
+    /// Takes broker `id` (1-based) down: its connections close and new
+    /// ones are refused until [`MockKafka::broker_up`].
+    pub fn broker_down(&self, id: i32) -> KafkaResult<()> {
+        self.broker(id, false)
+    }
+
+    pub fn broker_up(&self, id: i32) -> KafkaResult<()> {
+        self.broker(id, true)
+    }
+
+    fn broker(&self, id: i32, up: bool) -> KafkaResult<()> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::Broker { id, up, reply })
+            .map_err(|_| cluster_gone())?;
+        answer.recv().map_err(|_| cluster_gone())?
+    }
+
+    /// The next `errors.len()` requests of `api` fail, each with the next
+    /// error of the list (the cluster's brokers all share the list).
+    pub fn request_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) -> KafkaResult<()> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::RequestErrors {
+                api,
+                errors: errors.to_vec(),
+                reply,
+            })
+            .map_err(|_| cluster_gone())?;
+        answer.recv().map_err(|_| cluster_gone())
+    }
 }
 
 /// Body of the cluster's thread: owns the `!Send` MockCluster from creation
@@ -122,6 +168,17 @@ fn serve(brokers: i32, inbox: &mpsc::Receiver<Command>, ready: &mpsc::Sender<Kaf
                 reply,
             } => {
                 let _ = reply.send(cluster.create_topic(&name, partitions, 1));
+            }
+            Command::Broker { id, up, reply } => {
+                let done = match up {
+                    true => cluster.broker_up(id),
+                    false => cluster.broker_down(id),
+                };
+                let _ = reply.send(done);
+            }
+            Command::RequestErrors { api, errors, reply } => {
+                cluster.request_errors(api, &errors);
+                let _ = reply.send(());
             }
             Command::Stop => break,
         }

@@ -1,8 +1,11 @@
 //! The Kafka side: client settings and the consumer group's rebalances.
 
+mod events;
 pub mod log;
 pub mod probe;
+pub mod reachability;
 mod rebalance;
+pub mod repeats;
 pub mod security;
 
 use rdkafka::consumer::stream_consumer::{StreamConsumer, StreamPartitionQueue};
@@ -47,6 +50,11 @@ pub fn client_config(config: &Config) -> ClientConfig {
             (config.batch.max_rows * 2).max(1000).to_string(),
         ),
         ("fetch.queue.backoff.ms", "50".to_string()),
+        // A broker back after an outage is reconnected to within 2 s, not
+        // librdkafka's 10 s (the backoff grows to the maximum while the
+        // broker is away); one connection attempt per broker every 2 s
+        // costs nothing.
+        ("reconnect.backoff.max.ms", "2000".to_string()),
         ("auto.commit.interval.ms", "5000".to_string()),
         // Watermarks for the lag metrics arrive with the statistics.
         ("statistics.interval.ms", "2000".to_string()),

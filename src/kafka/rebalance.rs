@@ -14,10 +14,8 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 
 use futures::future::join_all;
-use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
-use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -33,7 +31,7 @@ use crate::sink::breaker::Breaker;
 
 pub struct SinkContext {
     consumer: OnceLock<Weak<SinkConsumer>>,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     workers: Arc<Workers>,
     runtime: Handle,
 }
@@ -281,20 +279,6 @@ fn partitions(tpl: &TopicPartitionList, group_id: &str) -> Vec<PartitionKey> {
             partition: e.partition(),
         })
         .collect()
-}
-
-impl ClientContext for SinkContext {
-    /// librdkafka's statistics carry every partition's watermarks, which
-    /// the lag metrics need even when a partition is not moving.
-    fn stats(&self, statistics: Statistics) {
-        self.shared
-            .set_watermarks(statistics.topics.into_iter().flat_map(|(topic, t)| {
-                t.partitions
-                    .into_values()
-                    .filter(|p| p.partition >= 0)
-                    .map(move |p| ((topic.clone(), p.partition), (p.lo_offset, p.hi_offset)))
-            }));
-    }
 }
 
 impl ConsumerContext for SinkContext {

@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::config::{BatchConfig, Config, OffsetOutOfRange, RetryConfig, StartFrom};
+use crate::health::Reachability;
+use crate::kafka::repeats::Repeats;
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::sink::error::{ErrorClass, SinkError};
@@ -59,9 +61,12 @@ pub struct Shared {
     halted: Mutex<BTreeMap<String, String>>,
     /// The consumer has joined the group (its first assignment arrived).
     joined: AtomicBool,
-    /// Since when Postgres has not answered the probe.
-    unreachable_since: Mutex<Option<Instant>>,
-    unready_after: Duration,
+    /// Whether Postgres answers the probe (health::probe_postgres).
+    pub postgres: Reachability,
+    /// Whether any Kafka broker is connected (kafka::reachability).
+    pub kafka: Reachability,
+    /// Repeated Kafka client errors, logged once per kind per 30 s.
+    pub kafka_repeats: Repeats,
     /// Where each running worker stands, for the lag metrics.
     positions: Mutex<HashMap<PartitionKey, Position>>,
     /// Partitions a worker paused and has not resumed yet.
@@ -122,8 +127,9 @@ impl Shared {
             failure: Mutex::new(None),
             halted: Mutex::new(BTreeMap::new()),
             joined: AtomicBool::new(false),
-            unreachable_since: Mutex::new(None),
-            unready_after: config.postgres.unready_after,
+            postgres: Reachability::new(config.postgres.unready_after),
+            kafka: Reachability::new(config.kafka.unready_after),
+            kafka_repeats: Repeats::default(),
             positions: Mutex::new(HashMap::new()),
             watermarks: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashSet::new()),
@@ -169,26 +175,6 @@ impl Shared {
         self.joined.store(true, Ordering::Relaxed);
     }
 
-    pub fn postgres_reachable(&self) -> bool {
-        self.unreachable_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-    }
-
-    pub fn set_postgres_reachable(&self, reachable: bool) {
-        let mut since = self
-            .unreachable_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match reachable {
-            true => *since = None,
-            false => {
-                since.get_or_insert_with(Instant::now);
-            }
-        }
-    }
-
     /// `Ok` when the service is ready for traffic; otherwise which check fails.
     pub fn readiness(&self) -> Result<(), String> {
         if self.stop.is_cancelled() {
@@ -197,15 +183,11 @@ impl Shared {
         if !self.joined.load(Ordering::Relaxed) {
             return Err("has not joined the consumer group yet".into());
         }
-        let since = *self
-            .unreachable_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(since) = since.filter(|s| s.elapsed() >= self.unready_after) {
-            return Err(format!(
-                "Postgres is unreachable (for {:.0?})",
-                since.elapsed()
-            ));
+        if let Some(outage) = self.postgres.unready_for() {
+            return Err(format!("Postgres is unreachable (for {outage:.0?})"));
+        }
+        if let Some(outage) = self.kafka.unready_for() {
+            return Err(format!("no Kafka broker is reachable (for {outage:.0?})"));
         }
         match self.halted().first() {
             Some((partition, why)) => Err(format!("partition {partition} is halted: {why}")),

@@ -349,7 +349,10 @@ impl PartitionWorker {
                 // librdkafka recovers from these by itself (broker down,
                 // leader moved); count them, keep consuming.
                 self.shared.metrics.kafka_errors.inc();
-                warn!(partition = %self.key, error = %e, "kafka consumer error");
+                let kind = format!("fetch:{:?}", e.rdkafka_error_code());
+                if let Some(held_back) = self.shared.kafka_repeats.admit(&kind) {
+                    warn!(partition = %self.key, error = %e, held_back, "kafka consumer error");
+                }
                 None
             }
         }

@@ -35,6 +35,7 @@ fn cluster(
         advertised: Some(format!("localhost:{port}")),
         authentication,
         client: client.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ..TansuOptions::default()
     });
     let proxy = Haproxy::start(dir, port, &broker.listener, server, client_ca);
     Cluster {

@@ -10,6 +10,8 @@ mod tansu;
 mod tls;
 
 mod accounting;
+mod broker_outage;
+mod broker_outage_mock;
 mod check;
 mod crash;
 mod edges;

@@ -1,5 +1,6 @@
 //! A real Kafka-protocol broker process for the tests that need one: tansu
-//! 0.6.0 with in-memory storage, built by `./dev tansu` when absent.
+//! 0.6.0, built by `./dev tansu` when absent, with in-memory storage, or
+//! sqlite storage (in its directory) that survives a kill -9 and restart.
 //!
 //! Two tansu 0.6.0 defects shape this harness: its high watermarks are wrong
 //! (never rely on them; use the producer's delivery reports), and a fetch
@@ -44,8 +45,12 @@ pub struct Tansu {
     /// librdkafka settings the harness's own clients (admin, producers)
     /// need to reach it: TLS and SASL when it sits behind HAProxy.
     client: Vec<(String, String)>,
-    child: Child,
-    _dir: tempfile::TempDir,
+    /// `None` while stopped.
+    child: Option<Child>,
+    /// How it was started, to start it again the same way.
+    options: TansuOptions,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 /// How to start tansu: behind a proxy it advertises the proxy's address,
@@ -59,6 +64,9 @@ pub struct TansuOptions {
     pub authentication: bool,
     /// librdkafka settings for the harness's clients.
     pub client: Vec<(String, String)>,
+    /// sqlite storage in the broker's directory, kept across
+    /// [`Tansu::kill`] and [`Tansu::restart`]; default: in memory.
+    pub durable: bool,
 }
 
 impl Tansu {
@@ -67,15 +75,35 @@ impl Tansu {
     }
 
     pub fn start_with(options: TansuOptions) -> Tansu {
-        let binary = tokio::task::block_in_place(binary);
         // tansu reads a `.env` from its working directory: an empty one.
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let advertised = options
             .advertised
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{port}"));
+        let mut tansu = Tansu {
+            bootstrap: advertised,
+            listener: format!("127.0.0.1:{port}"),
+            client: options.client.clone(),
+            child: None,
+            options,
+            port,
+            dir,
+        };
+        tansu.spawn();
+        tansu
+    }
+
+    fn spawn(&mut self) {
+        let binary = tokio::task::block_in_place(binary);
+        let port = self.port;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let storage = match self.options.durable {
+            // Relative to the working directory.
+            true => "sqlite://tansu.db",
+            false => "memory://tansu/",
+        };
         let mut command = Command::new(binary);
         command
             .args([
@@ -83,18 +111,22 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &format!("tcp://{advertised}"),
+                &format!("tcp://{}", self.bootstrap),
             ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(dir.path())
+            .args(["--storage-engine", storage])
+            .current_dir(self.dir.path())
             .stdout(Stdio::null());
-        if options.authentication {
+        if self.options.authentication {
             command.arg("--authentication");
         }
         // TANSU_LOG=<file> keeps the group coordinator's log for a diagnosis.
         match std::env::var("TANSU_LOG") {
             Ok(path) => {
-                let log = std::fs::File::create(path).expect("TANSU_LOG file");
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("TANSU_LOG file");
                 command
                     .env("RUST_LOG", "error,tansu_broker::coordinator=info")
                     .stdout(log.try_clone().unwrap())
@@ -103,18 +135,45 @@ impl Tansu {
             Err(_) => command.env("RUST_LOG", "error").stderr(Stdio::null()),
         };
         let child = command.spawn().expect("start tansu");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Tansu {
-            bootstrap: advertised,
-            listener: format!("127.0.0.1:{port}"),
-            client: options.client,
-            child,
-            _dir: dir,
+    }
+
+    /// kill -9: no chance to flush or close anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+    }
+
+    /// SIGTERM, and waits until it has exited.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let sent = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(sent.success(), "kill -TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().expect("tansu status").is_none() {
+                if Instant::now() > deadline {
+                    // Not shutting down: it goes the hard way.
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     /// A client configuration reaching this broker the harness's way.
@@ -162,8 +221,7 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
