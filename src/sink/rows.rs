@@ -193,7 +193,9 @@ impl<'t> RowWriter<'t> {
                 if !params.is_empty() {
                     let n = params.len() / sql.types.len().max(1);
                     let stmt = values_sql(&sql.head, &sql.tail, n, sql.types.len());
-                    affected += txn.execute_typed(&stmt, &typed(&params, &sql.types)).await?;
+                    affected += txn
+                        .execute_typed(&stmt, &typed(&params, &sql.types))
+                        .await?;
                 }
                 Ok((rows, affected))
             }

@@ -17,6 +17,7 @@ mod exactly_once;
 mod failover;
 mod fence;
 mod fuzzed_records;
+mod idle_loss;
 mod kafka_tls;
 mod log_edges;
 mod methods;

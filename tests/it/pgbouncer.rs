@@ -58,7 +58,9 @@ impl PgBouncer {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }
-        let child = cmd.spawn().expect("spawn pgbouncer (apt install pgbouncer)");
+        let child = cmd
+            .spawn()
+            .expect("spawn pgbouncer (apt install pgbouncer)");
         PgBouncer { child, port, dir }
     }
 
@@ -177,19 +179,27 @@ async fn through_pgbouncer_replicas_migrate_at_once() {
                 sluice::migrate::migrate(&mut client, "sluice").await
             }
         });
-        let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(runs))
-            .await
-            .unwrap_or_else(|_| panic!("round {round}: migrations still waiting after 30 s"));
+        let results =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(runs))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: migrations still waiting after 30 s"));
         let applied: Vec<Vec<i32>> = results
             .into_iter()
             .map(|r| r.expect("migration through pgbouncer"))
             .collect();
         let firsts = applied.iter().filter(|a| !a.is_empty()).count();
-        assert_eq!(firsts, usize::from(round == 0), "round {round}: {applied:?}");
+        assert_eq!(
+            firsts,
+            usize::from(round == 0),
+            "round {round}: {applied:?}"
+        );
     }
     let versions: Vec<i32> = db
         .client
-        .query("SELECT version FROM sluice.schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM sluice.schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -221,12 +231,14 @@ async fn through_pgbouncer_the_statement_timeout_holds() {
     let sink = Sink::start(&yaml);
     // 57014 query_canceled: the statement timeout fired.
     eventually(Duration::from_secs(60), "a cancelled statement", || async {
-        (metric_where(&sink.registry, "sluice_pg_errors_total", "class", "57") > 0.0)
-            .then_some(())
+        (metric_where(&sink.registry, "sluice_pg_errors_total", "class", "57") > 0.0).then_some(())
     })
     .await;
     assert_eq!(count(&db.client, "SELECT count(*) FROM orders").await, 0);
-    db.client.batch_execute("DROP TRIGGER slow ON orders").await.unwrap();
+    db.client
+        .batch_execute("DROP TRIGGER slow ON orders")
+        .await
+        .unwrap();
     wait_drained(&db.client, "orders", &end, Duration::from_secs(60)).await;
     sink.stop().await.expect("clean stop");
     assert_orders_exact(&db.client, 5_000).await;
