@@ -3,6 +3,7 @@
 //! One binary, so one Postgres server for all of them.
 
 mod harness;
+mod patroni;
 mod pgbouncer;
 mod proxy;
 mod replica;
