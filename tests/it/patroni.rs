@@ -25,7 +25,7 @@ use crate::harness::*;
 use crate::replica::Replica;
 use cluster::Cluster;
 use configs::Replication;
-use watch::{paced_producer, watch, Timeline};
+use watch::{paced_producer, watch, Timeline, Watched};
 
 const TOTAL: usize = 200_000;
 const PARTITIONS: i32 = 8;
@@ -101,12 +101,13 @@ impl Run {
     /// Watches the other node from now on (call at the failure).
     pub fn watch(&self, since: Instant) -> JoinHandle<Timeline> {
         let other = 1 - self.old;
-        watch(
-            self.cluster.node_url(other, "sink"),
-            self.sink.port,
-            since,
-            RECOVERY,
-        )
+        let watched = Watched {
+            node: self.cluster.node_url(other, "sink"),
+            node_port: self.cluster.nodes[other].ports.pg,
+            haproxy: self.cluster.url("sink") + "?connect_timeout=2",
+            http_port: self.sink.port,
+        };
+        watch(watched, since, RECOVERY)
     }
 
     /// The log end once everything is produced.

@@ -39,6 +39,8 @@ pub fn paced_producer(
 pub struct Timeline {
     /// The new primary left recovery.
     pub promoted: Option<Duration>,
+    /// A new connection through HAProxy first reached it as a primary.
+    pub routed: Option<Duration>,
     /// sluice's first commit on it (its offsets moved past what it had at
     /// promotion).
     pub first_commit: Option<Duration>,
@@ -52,8 +54,9 @@ impl std::fmt::Display for Timeline {
             |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64()));
         write!(
             f,
-            "promoted after {}, first commit there after {}; /readyz: ",
+            "promoted after {}, HAProxy routed to it after {}, sluice's first commit there after {}; /readyz: ",
             secs(self.promoted),
+            secs(self.routed),
             secs(self.first_commit)
         )?;
         for (at, status) in &self.readyz {
@@ -63,26 +66,29 @@ impl std::fmt::Display for Timeline {
     }
 }
 
-/// Watches node `url` (direct) from `since` until sluice has committed on
-/// it as a primary, or `timeout`; samples sluice's `/readyz` on `http_port`
-/// meanwhile.
-pub fn watch(
-    url: String,
-    http_port: u16,
-    since: Instant,
-    timeout: Duration,
-) -> JoinHandle<Timeline> {
+/// Where the watcher looks: the new primary straight (`node`, listening on
+/// `node_port`) and through HAProxy (`haproxy`), and sluice's HTTP port.
+pub struct Watched {
+    pub node: String,
+    pub node_port: u16,
+    pub haproxy: String,
+    pub http_port: u16,
+}
+
+/// Watches from `since` until sluice has committed on the new primary, or
+/// `timeout`; samples sluice's `/readyz` meanwhile.
+pub fn watch(w: Watched, since: Instant, timeout: Duration) -> JoinHandle<Timeline> {
     tokio::spawn(async move {
         let mut t = Timeline::default();
         let mut client = None;
         let mut at_promotion = None;
         while since.elapsed() < timeout && t.first_commit.is_none() {
-            let status = get(http_port, "/readyz").await.map_or(0, |(s, _)| s);
+            let status = get(w.http_port, "/readyz").await.map_or(0, |(s, _)| s);
             if t.readyz.last().is_none_or(|(_, last)| *last != status) {
                 t.readyz.push((since.elapsed(), status));
             }
             if client.is_none() {
-                client = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                client = tokio_postgres::connect(&w.node, tokio_postgres::NoTls)
                     .await
                     .ok()
                     .map(|(c, conn)| {
@@ -108,8 +114,25 @@ pub fn watch(
                     Err(_) => client = None,
                 }
             }
+            if t.promoted.is_some() && t.routed.is_none() && routed(&w).await {
+                t.routed = Some(since.elapsed());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         t
     })
+}
+
+/// Whether a new connection through HAProxy lands on the new primary.
+async fn routed(w: &Watched) -> bool {
+    let Ok((client, conn)) = tokio_postgres::connect(&w.haproxy, tokio_postgres::NoTls).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let sql = "SELECT inet_server_port(), pg_is_in_recovery()";
+    client
+        .query_one(sql, &[])
+        .await
+        .is_ok_and(|row| row.get::<_, i32>(0) == i32::from(w.node_port) && !row.get::<_, bool>(1))
 }
