@@ -51,7 +51,7 @@ pub struct Timeline {
 impl std::fmt::Display for Timeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs =
-            |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+            |d: Option<Duration>| d.map_or("not seen".into(), |d| format!("{:.1} s", d.as_secs_f64()));
         write!(
             f,
             "promoted after {}, HAProxy routed to it after {}, sluice's first commit there after {}; /readyz: ",
