@@ -50,8 +50,9 @@ pub struct Timeline {
 
 impl std::fmt::Display for Timeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs =
-            |d: Option<Duration>| d.map_or("not seen".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+        let secs = |d: Option<Duration>| {
+            d.map_or("not seen".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+        };
         write!(
             f,
             "promoted after {}, HAProxy routed to it after {}, sluice's first commit there after {}; /readyz: ",
@@ -82,6 +83,8 @@ pub fn watch(w: Watched, since: Instant, timeout: Duration) -> JoinHandle<Timeli
         let mut t = Timeline::default();
         let mut client = None;
         let mut at_promotion = None;
+        // Its own task: a probe through HAProxy may wait on a dead server.
+        let probe = tokio::spawn(first_routed(w.haproxy.clone(), w.node_port, since, timeout));
         while since.elapsed() < timeout && t.first_commit.is_none() {
             let status = get(w.http_port, "/readyz").await.map_or(0, |(s, _)| s);
             if t.readyz.last().is_none_or(|(_, last)| *last != status) {
@@ -114,25 +117,39 @@ pub fn watch(w: Watched, since: Instant, timeout: Duration) -> JoinHandle<Timeli
                     Err(_) => client = None,
                 }
             }
-            if t.promoted.is_some() && t.routed.is_none() && routed(&w).await {
-                t.routed = Some(since.elapsed());
-            }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A probe stuck on a dead server may see it a little after sluice.
+        let abort = probe.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(3), probe).await {
+            Ok(seen) => t.routed = seen.ok().flatten(),
+            Err(_) => abort.abort(),
         }
         t
     })
 }
 
-/// Whether a new connection through HAProxy lands on the new primary.
-async fn routed(w: &Watched) -> bool {
-    let Ok((client, conn)) = tokio_postgres::connect(&w.haproxy, tokio_postgres::NoTls).await
-    else {
-        return false;
-    };
-    tokio::spawn(conn);
-    let sql = "SELECT inet_server_port(), pg_is_in_recovery()";
-    client
-        .query_one(sql, &[])
-        .await
-        .is_ok_and(|row| row.get::<_, i32>(0) == i32::from(w.node_port) && !row.get::<_, bool>(1))
+/// When a new connection through `haproxy` first lands on the primary
+/// listening on `port`.
+async fn first_routed(
+    haproxy: String,
+    port: u16,
+    since: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    while since.elapsed() < timeout {
+        if let Ok((client, conn)) = tokio_postgres::connect(&haproxy, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            let sql = "SELECT inet_server_port(), pg_is_in_recovery()";
+            if client
+                .query_one(sql, &[])
+                .await
+                .is_ok_and(|row| row.get::<_, i32>(0) == i32::from(port) && !row.get::<_, bool>(1))
+            {
+                return Some(since.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
