@@ -30,7 +30,15 @@ impl PartitionWorker {
             let client = shared.pool.get().await?;
             Ok::<_, SinkError>(shared.offsets.read(&**client, &self.key).await?)
         };
-        let row = match tokio::time::timeout(shared.attempt_deadline, read).await {
+        // A stop (revoke, shutdown) must not wait on an unreachable Postgres.
+        let read = async {
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => None,
+                row = tokio::time::timeout(shared.attempt_deadline, read) => Some(row),
+            }
+        };
+        let row = match read.await? {
             Ok(Ok(row)) => row,
             // Postgres unreachable: the next commit's retries deal with it,
             // and the next idle round asks again.

@@ -50,3 +50,37 @@ async fn commits_lost_on_an_idle_partition_are_written_again() {
     assert_eq!(sink.metric("sluice_fence_rejections_total"), 0.0);
     sink.stop().await.expect("clean stop");
 }
+
+/// The idle check never holds up a stop: with Postgres a black hole
+/// (connections open, no byte through) an idle check waits on it, and a
+/// stop (revoke, shutdown) must not wait with it (the pool's connect and
+/// recycle timeouts, 10 s each here, or the attempt deadline: 18 s without
+/// the fix). Nor does the readiness probe of Postgres, which waited out its
+/// own timeouts (about 7 s) before the shutdown could end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_check_on_an_unreachable_postgres_does_not_delay_a_stop() {
+    let (url, client) = fresh_db("idle_stop").await;
+    client.batch_execute(ORDERS_TABLE).await.unwrap();
+    let kafka = kafka("orders", 2);
+    let end = produce_all(&kafka, "orders", orders(2_000, 2, 20)).await;
+    let (proxy, proxied) = crate::proxy::Proxy::in_front_of(&url).await;
+    let sink = Sink::start(&orders_config(
+        kafka.bootstrap_servers(),
+        &proxied,
+        "orders",
+        "g",
+        "",
+    ));
+    wait_drained(&client, "orders", &end, Duration::from_secs(60)).await;
+
+    // The black hole lasts past one idle round (5 s), so that a check is
+    // waiting on it when the stop comes.
+    proxy.set_stalled(true);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let stopping = std::time::Instant::now();
+    sink.stop().await.expect("clean stop");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(3), "the stop took {took:?}");
+    proxy.set_stalled(false);
+    assert_orders_exact(&client, 2_000).await;
+}
