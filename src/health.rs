@@ -77,15 +77,26 @@ pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
         recycle: Some(Duration::from_secs(1)),
     };
     loop {
-        let reachable = match shared.pool.timeout_get(&timeouts).await {
-            Ok(client) => {
-                let answered =
-                    tokio::time::timeout(Duration::from_secs(3), client.simple_query("SELECT 1"));
-                matches!(answered.await, Ok(Ok(_)))
+        let probe = async {
+            match shared.pool.timeout_get(&timeouts).await {
+                Ok(client) => {
+                    let answered = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        client.simple_query("SELECT 1"),
+                    );
+                    matches!(answered.await, Ok(Ok(_)))
+                }
+                // Every connection is busy writing: Postgres is answering.
+                Err(PoolError::Timeout(TimeoutType::Wait)) => true,
+                Err(_) => false,
             }
-            // Every connection is busy writing: Postgres is answering.
-            Err(PoolError::Timeout(TimeoutType::Wait)) => true,
-            Err(_) => false,
+        };
+        // A probe waiting on a black-holed Postgres (its connect, recycle
+        // check and query timeouts add up to seconds) must not hold up a
+        // shutdown.
+        let reachable = tokio::select! {
+            () = stop.cancelled() => return,
+            reachable = probe => reachable,
         };
         if reachable != shared.postgres.reachable() {
             match reachable {

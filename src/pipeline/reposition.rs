@@ -1,19 +1,76 @@
 //! Where a partition worker reads from after the fence or Postgres moved
-//! it: rewinding to a stored offset Postgres lost commits behind, claiming a
-//! partition again after a stale fence-out, and seeking (always to a
+//! it: rewinding to a stored offset Postgres lost commits behind (found by
+//! the fence at a commit, or by an idle worker re-reading its row), claiming
+//! a partition again after a stale fence-out, and seeking (always to a
 //! concrete offset: librdkafka refuses to seek to `Stored`).
 
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 use super::start::StartFacts;
-use super::worker::{PartitionWorker, WorkerError};
+use super::worker::{Exit, PartitionWorker, WorkerError};
 use crate::kafka::start_offset;
+use crate::offsets::{judge, FenceVerdict};
+use crate::sink::error::SinkError;
 
 impl PartitionWorker {
+    /// Caught up and idle: re-reads the offset row and judges it as the
+    /// fence judges a rejected commit, so that commits Postgres lost (an
+    /// asynchronous failover) are written again even when nothing new
+    /// arrives. `None`: carry on collecting.
+    pub(super) async fn verify_idle(&mut self) -> Option<Exit> {
+        // Nothing stored yet: nothing that could have been lost.
+        let expected = self.next_offset?;
+        let shared = std::sync::Arc::clone(&self.shared);
+        let read = async {
+            let client = shared.pool.get().await?;
+            Ok::<_, SinkError>(shared.offsets.read(&**client, &self.key).await?)
+        };
+        // A stop (revoke, shutdown) must not wait on an unreachable Postgres.
+        let read = async {
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => None,
+                row = tokio::time::timeout(shared.attempt_deadline, read) => Some(row),
+            }
+        };
+        let row = match read.await? {
+            Ok(Ok(row)) => row,
+            // Postgres unreachable: the next commit's retries deal with it,
+            // and the next idle round asks again.
+            Ok(Err(e)) => {
+                debug!(partition = %self.key, error = %e, "idle offset check failed");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        match judge(self.owner, expected, row) {
+            FenceVerdict::AlreadyCommitted => None,
+            FenceVerdict::Stale { owner } => {
+                shared.metrics.fence_rejections.inc();
+                self.stale(owner).await
+            }
+            FenceVerdict::Rewound { next_offset } => {
+                shared.metrics.rewinds.inc();
+                self.rewind(next_offset).await.err().map(Exit::Failed)
+            }
+        }
+    }
+
+    /// The fence (or an idle check) found another owner in the row.
+    pub(super) async fn stale(&mut self, owner: Option<Uuid>) -> Option<Exit> {
+        info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
+        match self.reclaim().await {
+            Ok(true) => None,
+            Ok(false) => Some(Exit::Stale { owner }),
+            Err(e) => Some(Exit::Failed(e)),
+        }
+    }
+
     /// Postgres holds an older offset than this worker wrote: re-read from it.
     pub(super) async fn rewind(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
         warn!(partition = %self.key, ?next_offset, expected = ?self.next_offset,

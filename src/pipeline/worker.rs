@@ -13,7 +13,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 use uuid::Uuid;
 
 use super::Shared;
@@ -36,6 +36,12 @@ const HEAL_INTERVAL: Duration = Duration::from_millis(500);
 /// prefetched for the partition), which at high rates would cost more than
 /// the wait itself.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// How often a worker with nothing to write re-reads its offset row. A busy
+/// worker learns at its next commit (the fence) that Postgres lost commits
+/// (an asynchronous replica promoted without the last batches); an idle one
+/// commits nothing, so without this it would never write them again.
+pub(super) const IDLE_VERIFY: Duration = Duration::from_secs(5);
 
 /// Where a worker is in its cycle (named in logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +106,8 @@ enum Next {
     Stop,
     /// librdkafka found the position outside the log (pipeline::edges).
     OutOfRange,
+    /// Nothing arrived for [`IDLE_VERIFY`] with the batch empty.
+    Idle,
 }
 
 impl PartitionWorker {
@@ -130,6 +138,12 @@ impl PartitionWorker {
                     Next::OutOfRange => {
                         out_of_range = true;
                         break;
+                    }
+                    // Only with the batch empty (no linger deadline yet).
+                    Next::Idle => {
+                        if let Some(exit) = self.verify_idle().await {
+                            return exit;
+                        }
                     }
                 }
             }
@@ -187,14 +201,7 @@ impl PartitionWorker {
                 shared.metrics.poison_storms.inc();
                 Some(self.halt(next_offset, why, None).await)
             }
-            Ok(Outcome::Stale { owner }) => {
-                info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
-                match self.reclaim().await {
-                    Ok(true) => None,
-                    Ok(false) => Some(Exit::Stale { owner }),
-                    Err(e) => Some(Exit::Failed(e)),
-                }
-            }
+            Ok(Outcome::Stale { owner }) => self.stale(owner).await,
             Ok(Outcome::Rewound { next_offset }) => {
                 self.rewind(next_offset).await.err().map(Exit::Failed)
             }
@@ -250,11 +257,19 @@ impl PartitionWorker {
             }
         };
         tokio::pin!(linger);
+        let idle = async {
+            match deadline {
+                Some(_) => std::future::pending().await,
+                None => tokio::time::sleep(IDLE_VERIFY).await,
+            }
+        };
+        tokio::pin!(idle);
         loop {
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => return Next::Stop,
                 () = &mut linger => return Next::Linger,
+                () = &mut idle => return Next::Idle,
                 msg = self.queue.recv() => {
                     if let Some(next) = self.accept(msg) {
                         return next;

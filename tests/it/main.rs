@@ -3,6 +3,7 @@
 //! One binary, so one Postgres server for all of them.
 
 mod harness;
+mod patroni;
 mod pgbouncer;
 mod proxy;
 mod replica;
@@ -19,6 +20,7 @@ mod exactly_once;
 mod failover;
 mod fence;
 mod fuzzed_records;
+mod idle_loss;
 mod kafka_tls;
 mod log_edges;
 mod methods;
