@@ -18,14 +18,19 @@
 //! ```
 //!
 //! ## Layout
-//! - [`config`]: the YAML contract, `${VAR}` expansion, validation.
+//! - [`config`]: the YAML contract, `${VAR}` expansion, validation, and
+//!   the effective configuration printed back (`config::effective_yaml`).
 //! - [`app`]: `sluice run` — wiring, main poll loop, shutdown.
 //! - [`kafka`]: librdkafka settings (`kafka.security` → TLS/SASL keys), the
 //!   first contact that names a certificate or credential problem
-//!   (`kafka::probe`), the rebalance callback, and what the brokers say
-//!   about a log (its bounds, a topic's partitions).
+//!   (`kafka::probe`), the rebalance callback, what the brokers say about a
+//!   log (its bounds, a topic's partitions), whether any broker is reachable
+//!   (`kafka::reachability`), and client errors logged once per kind
+//!   (`kafka::repeats`).
 //! - [`pipeline`]: partition workers and the state they share; where a
-//!   partition starts, and what a stored offset outside the log does.
+//!   partition starts, what a stored offset outside the log does, and how
+//!   a worker rewinds when Postgres lost its last commits (an idle one
+//!   re-reads its offset row: `pipeline::reposition`).
 //! - [`record`]: a Kafka record copied out of librdkafka.
 //! - [`sink`]: catalog, decoding and coercion, binary cells, batch writer,
 //!   commit with retry/bisection, SQLSTATE classification, and the
@@ -40,10 +45,10 @@
 //!   adaptive brake (AIMD on commit latency and replication lag).
 //! - [`backoff`]: retry delays.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`. [`health`]: the Postgres
-//!   probe and the lag watcher behind them.
+//!   and Kafka reachability and the lag watcher behind them.
 //! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
-//! - [`embedded`]: a throwaway Postgres and librdkafka's mock cluster, for
-//!   the demo and the tests.
+//! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
+//!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
 //! - [`logging`]: tracing set-up.
 
 pub mod app;
