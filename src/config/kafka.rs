@@ -66,7 +66,8 @@ pub struct KafkaConfig {
     /// Default: `30s`.
     #[serde(
         default = "default_unready_after",
-        deserialize_with = "units::duration"
+        deserialize_with = "units::duration",
+        serialize_with = "print::duration"
     )]
     pub unready_after: Duration,
 }
