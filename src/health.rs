@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{PoolError, TimeoutType, Timeouts};
+use deadpool_postgres::{Object, PoolError, TimeoutType, Timeouts};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -83,8 +83,14 @@ pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
                     let answered = tokio::time::timeout(
                         Duration::from_secs(3),
                         client.simple_query("SELECT 1"),
-                    );
-                    matches!(answered.await, Ok(Ok(_)))
+                    )
+                    .await;
+                    if answered.is_err() {
+                        // Its answer is still on the way: not back into the
+                        // pool (see sink::commit::read_offset).
+                        drop(Object::take(client));
+                    }
+                    matches!(answered, Ok(Ok(_)))
                 }
                 // Every connection is busy writing: Postgres is answering.
                 Err(PoolError::Timeout(TimeoutType::Wait)) => true,

@@ -15,7 +15,7 @@ use super::start::StartFacts;
 use super::worker::{Exit, PartitionWorker, WorkerError};
 use crate::kafka::start_offset;
 use crate::offsets::{judge, FenceVerdict};
-use crate::sink::error::SinkError;
+use crate::sink::commit::read_offset;
 
 impl PartitionWorker {
     /// Caught up and idle: re-reads the offset row and judges it as the
@@ -26,27 +26,28 @@ impl PartitionWorker {
         // Nothing stored yet: nothing that could have been lost.
         let expected = self.next_offset?;
         let shared = std::sync::Arc::clone(&self.shared);
-        let read = async {
-            let client = shared.pool.get().await?;
-            Ok::<_, SinkError>(shared.offsets.read(&**client, &self.key).await?)
-        };
+        let read = read_offset(
+            &shared.pool,
+            &shared.offsets,
+            &self.key,
+            shared.attempt_deadline,
+        );
         // A stop (revoke, shutdown) must not wait on an unreachable Postgres.
         let read = async {
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => None,
-                row = tokio::time::timeout(shared.attempt_deadline, read) => Some(row),
+                row = read => Some(row),
             }
         };
         let row = match read.await? {
-            Ok(Ok(row)) => row,
-            // Postgres unreachable: the next commit's retries deal with it,
-            // and the next idle round asks again.
-            Ok(Err(e)) => {
+            Ok(row) => row,
+            // Postgres unreachable or slow: the next commit's retries deal
+            // with it, and the next idle round asks again.
+            Err(e) => {
                 debug!(partition = %self.key, error = %e, "idle offset check failed");
                 return None;
             }
-            Err(_) => return None,
         };
         match judge(self.owner, expected, row) {
             FenceVerdict::AlreadyCommitted => None,

@@ -226,13 +226,7 @@ impl Committer<'_> {
 
     /// Reads the offset row after the fence held a commit back.
     async fn verdict(&self, end: i64) -> Result<Outcome, SinkError> {
-        let read = async {
-            let client = self.pool.get().await?;
-            Ok::<_, SinkError>(self.offsets.read(&**client, self.key).await?)
-        };
-        let row = tokio::time::timeout(self.deadline, read)
-            .await
-            .map_err(|_| SinkError::Timeout(self.deadline))??;
+        let row = read_offset(self.pool, self.offsets, self.key, self.deadline).await?;
         Ok(match judge(self.owner, end, row) {
             FenceVerdict::AlreadyCommitted => {
                 self.metrics.ambiguous_commits.inc();
@@ -288,5 +282,31 @@ impl Committer<'_> {
         m.partition_rows
             .with_label_values(&[self.key.topic.as_str(), &self.key.partition.to_string()])
             .inc_by(records as u64);
+    }
+}
+
+/// Reads `key`'s offset row on a pooled connection, all within `deadline`.
+/// A read abandoned at the deadline takes its connection out of the pool
+/// rather than back: its answer is still on the way, and the next
+/// statement would travel behind it, whose answer a transaction-pooling
+/// PgBouncer (1.18) drops once the first one ended the transaction
+/// (docs/operations.md, "PgBouncer").
+pub(crate) async fn read_offset(
+    pool: &Pool,
+    offsets: &OffsetStore,
+    key: &PartitionKey,
+    deadline: Duration,
+) -> Result<Option<(Uuid, Option<i64>)>, SinkError> {
+    let began = Instant::now();
+    let client = tokio::time::timeout(deadline, pool.get())
+        .await
+        .map_err(|_| SinkError::Timeout(deadline))??;
+    let left = deadline.saturating_sub(began.elapsed());
+    match tokio::time::timeout(left, offsets.read(&**client, key)).await {
+        Ok(row) => Ok(row?),
+        Err(_) => {
+            drop(Object::take(client));
+            Err(SinkError::Timeout(deadline))
+        }
     }
 }
