@@ -291,7 +291,7 @@ impl Committer<'_> {
 /// statement would travel behind it, whose answer a transaction-pooling
 /// PgBouncer (1.18) drops once the first one ended the transaction
 /// (docs/operations.md, "PgBouncer").
-pub(crate) async fn read_offset(
+pub async fn read_offset(
     pool: &Pool,
     offsets: &OffsetStore,
     key: &PartitionKey,

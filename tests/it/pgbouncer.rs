@@ -186,3 +186,63 @@ async fn through_pgbouncer_the_statement_timeout_holds() {
     assert_orders_exact(&db.client, 5_000).await;
     db.assert_pooler_clean();
 }
+
+/// An offset read abandoned at its deadline (here: stuck behind an ACCESS
+/// EXCLUSIVE lock) must not go back into the pool with its answer pending:
+/// the next checkout's writability check would queue behind it (and behind
+/// PgBouncer 1.18 lose its answer once the read ends). With the lock still
+/// held, the next checkout answers at once on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_offset_read_does_not_hold_up_the_next_checkout() {
+    for via in [Via::Direct, Via::PgBouncer] {
+        let mut db = target_db(&format!("abandoned_{via:?}").to_lowercase(), via).await;
+        sluice::migrate::migrate(&mut db.client, "sluice")
+            .await
+            .unwrap();
+        let yaml = format!(
+            "kafka: {{ brokers: \"127.0.0.1:9\", group_id: g }}\n\
+             postgres: {{ url: \"{}\", pool_size: 1, connect_timeout: 5s }}\n\
+             routes: [{{ topic: t, table: t, columns: {{ c: /c }} }}]\n",
+            db.url
+        );
+        let config = sluice::config::Config::from_yaml(&yaml, |_| None).unwrap();
+        let pool = sluice::pg::pool(&config.postgres).unwrap();
+        let offsets = sluice::offsets::OffsetStore::new("sluice");
+        let key = sluice::offsets::PartitionKey {
+            group_id: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        };
+        // The pool's one connection exists before the lock is taken.
+        drop(pool.get().await.unwrap());
+        let (mut locker, conn) = tokio_postgres::connect(
+            &shared().unwrap().url(db.url.rsplit('/').next().unwrap()),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let lock = locker.transaction().await.unwrap();
+        lock.batch_execute("LOCK TABLE sluice.offsets IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let read =
+            sluice::sink::commit::read_offset(&pool, &offsets, &key, Duration::from_millis(500))
+                .await;
+        assert!(
+            read.is_err(),
+            "{via:?}: the read waits for the lock: {read:?}"
+        );
+        let next = tokio::time::timeout(Duration::from_secs(3), async {
+            let client = pool.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        })
+        .await;
+        assert!(
+            next.is_ok(),
+            "{via:?}: the next checkout waited behind the abandoned read"
+        );
+        lock.rollback().await.unwrap();
+        db.assert_pooler_clean();
+    }
+}
