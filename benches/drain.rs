@@ -58,9 +58,10 @@ fn args() -> Args {
     args
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+/// The median, `None` for no figures.
+fn median(mut xs: Vec<f64>) -> Option<f64> {
     xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    xs.get(xs.len() / 2).copied()
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -92,7 +93,7 @@ async fn main() {
         let url = pg.create_database("drain").await.expect("database");
         let report = drain(&url, &demo, false).await.expect("direct drain");
         print_run(run, "direct", &report);
-        direct.push(report.steady_rate());
+        direct.extend(report.steady_rate());
         if let Some(pooler) = &pooler {
             let url = pg.create_database("drain").await.expect("database");
             let database = url.rsplit('/').next().expect("a database name");
@@ -104,25 +105,29 @@ async fn main() {
                 .await
                 .expect("drain through pgbouncer");
             print_run(run, "pgbouncer", &report);
-            pooled.push(report.steady_rate());
+            pooled.extend(report.steady_rate());
         }
     }
-    let direct = median(direct);
-    println!("median steady rate: direct {direct:.0} records/s");
-    if !pooled.is_empty() {
-        let pooled = median(pooled);
-        println!(
-            "median steady rate: pgbouncer {pooled:.0} records/s ({:.2} x direct)",
-            pooled / direct
-        );
+    let (direct, pooled) = (median(direct), median(pooled));
+    for (via, rate) in [("direct", direct), ("pgbouncer", pooled)] {
+        if via == "pgbouncer" && args.direct_only {
+            continue;
+        }
+        match rate {
+            Some(rate) => println!("median steady rate: {via} {rate:.0} records/s"),
+            None => println!("median steady rate: {via}: too small a backlog to time"),
+        }
+    }
+    if let (Some(direct), Some(pooled)) = (direct, pooled) {
+        println!("pgbouncer / direct: {:.2}", pooled / direct);
     }
 }
 
 fn print_run(run: usize, via: &str, r: &DrainReport) {
     println!(
-        "run {run} {via:<9} join {:>6.2?}  steady {:>8.0} records/s  total {:>6.2?}  rows {} dead letters {}",
+        "run {run} {via:<9} join {:>6.2?}  steady {:>18}  total {:>6.2?}  rows {} dead letters {}",
         r.join,
-        r.steady_rate(),
+        r.steady_text(),
         r.sink_elapsed,
         r.rows,
         r.dead

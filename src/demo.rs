@@ -84,8 +84,8 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         report.join
     );
     println!(
-        "  steady rate         {:.0} records/s (first committed batch to drained)",
-        report.steady_rate()
+        "  steady rate         {} (first committed batch to drained)",
+        report.steady_text()
     );
     println!(
         "  sink elapsed        {:.2?} ({:.0} records/s incl. group join)",
@@ -115,9 +115,20 @@ pub struct DrainReport {
 
 impl DrainReport {
     /// Records per second after the first committed batch: the speed of a
-    /// backlog drain, without the group join.
-    pub fn steady_rate(&self) -> f64 {
-        self.steady_records as f64 / self.steady.as_secs_f64().max(f64::EPSILON)
+    /// backlog drain, without the group join. `None` when the backlog was
+    /// drained before the offsets were polled a second time (too small to
+    /// time).
+    pub fn steady_rate(&self) -> Option<f64> {
+        (self.steady_records > 0 && !self.steady.is_zero())
+            .then(|| self.steady_records as f64 / self.steady.as_secs_f64())
+    }
+
+    /// [`steady_rate`](Self::steady_rate) for people.
+    pub fn steady_text(&self) -> String {
+        match self.steady_rate() {
+            Some(rate) => format!("{rate:.0} records/s"),
+            None => "too small a backlog to time".into(),
+        }
     }
 }
 
