@@ -106,23 +106,11 @@ async fn the_only_broker_down_makes_sluice_not_ready_then_it_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_fetch_and_produce_requests_leave_the_table_exact() {
+async fn failed_fetch_and_offset_commit_requests_leave_the_table_exact() {
     let (url, client) = fresh_db("request_errors").await;
     client.batch_execute(ORDERS_TABLE).await.unwrap();
     let kafka = kafka(TOPIC, 4);
     use RDKafkaRespErr::*;
-    // The harness's idempotent producer retries these without duplicates
-    // or reordering (the log is what sluice must copy exactly).
-    kafka
-        .request_errors(
-            RDKafkaApiKey::Produce,
-            &[
-                RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                RD_KAFKA_RESP_ERR__TRANSPORT,
-            ],
-        )
-        .unwrap();
     let records = orders(12_000, 4, 200);
     let (first, second) = records.split_at(4_000);
     let mut end: HashMap<i32, i64> = produce_all(&kafka, TOPIC, first.to_vec()).await;
@@ -143,6 +131,16 @@ async fn failed_fetch_and_produce_requests_leave_the_table_exact() {
     ];
     kafka
         .request_errors(RDKafkaApiKey::Fetch, &errors.repeat(3))
+        .unwrap();
+    // The advisory offset commits to Kafka (for lag tools) fail too: the
+    // offsets that count are in Postgres. (Not Produce: the mock cluster
+    // stores a retried batch twice when a timeout is injected, even for an
+    // idempotent producer, and the log itself would hold duplicates.)
+    kafka
+        .request_errors(
+            RDKafkaApiKey::OffsetCommit,
+            &[RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 3],
+        )
         .unwrap();
     end.extend(produce_all(&kafka, TOPIC, second.to_vec()).await);
     wait_drained(&client, TOPIC, &end, Duration::from_secs(90)).await;
@@ -179,7 +177,15 @@ async fn an_outage_longer_than_the_session_rebalances_and_loses_nothing() {
         || async { (revokes(&sink) >= 1.0).then_some(()) },
     )
     .await;
-    assert_eq!(readyz(port).await, Some(503));
+    // The session (6 s) may end before readiness turns (unready_after 3 s
+    // plus up to one 2 s statistics interval, later on a loaded machine):
+    // either way the service is not ready before the broker is back.
+    eventually(
+        Duration::from_secs(15),
+        "not ready during the outage",
+        || async { (readyz(port).await == Some(503)).then_some(()) },
+    )
+    .await;
     kafka.broker_up(-1).unwrap();
     end.extend(produce_all(&kafka, TOPIC, second.to_vec()).await);
     wait_drained(&client, TOPIC, &end, Duration::from_secs(60)).await;
