@@ -13,6 +13,10 @@ use crate::config::{Config, ConfigError};
 use crate::embedded::kafka::{produce, MockKafka, Record};
 use crate::embedded::postgres::{EmbeddedError, EmbeddedPostgres};
 
+mod example;
+
+use example::{demo_config, show_example, table_ddl};
+
 const TOPIC: &str = "demo.orders";
 const TABLE: &str = "sluice_demo_orders";
 const STATE_SCHEMA: &str = "sluice_demo";
@@ -232,81 +236,6 @@ fn events(args: &DemoArgs) -> Vec<Record> {
         .collect()
 }
 
-/// The demo's table: the events, unique on their Kafka coordinates.
-fn table_ddl() -> String {
-    format!(
-        "CREATE TABLE {TABLE} (
-    order_id bigint NOT NULL,
-    customer text NOT NULL,
-    seq bigint NOT NULL,
-    amount numeric(12,2),
-    created_at timestamptz,
-    doc jsonb,
-    src_partition integer NOT NULL,
-    src_offset bigint NOT NULL,
-    UNIQUE (src_partition, src_offset)
-);
-"
-    )
-}
-
-/// Prints the demo's table and configuration, and writes them into
-/// `--write-example DIR` (the configuration pointing at `localhost`, the
-/// password from `PG_PASSWORD`).
-fn show_example(args: &DemoArgs) -> Result<(), DemoError> {
-    let config = demo_config(
-        "localhost:9092",
-        "postgres://sluice:${PG_PASSWORD}@localhost:5432/app",
-    );
-    println!("the demo's table:\n\n{}", table_ddl());
-    println!("and its configuration (every setting: config/example.yaml):{config}");
-    if let Some(dir) = &args.write_example {
-        let write = |name: &str, text: &str| {
-            std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(dir.join(name), text))
-                .map_err(|e| DemoError::Check(format!("writing {}: {e}", dir.join(name).display())))
-        };
-        write("table.sql", &table_ddl())?;
-        write("sluice.yaml", config.trim_start())?;
-        println!("wrote {0}/table.sql and {0}/sluice.yaml\n", dir.display());
-    }
-    Ok(())
-}
-
-fn demo_config(brokers: &str, url: &str) -> String {
-    format!(
-        r#"
-kafka:
-  brokers: "{brokers}"
-  group_id: sluice-demo
-  librdkafka:
-    session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
-postgres:
-  url: "{url}"
-  pool_size: 4
-  state_schema: {STATE_SCHEMA}
-batch:
-  max_rows: 1000
-  linger: 20ms
-http:
-  listen: "127.0.0.1:0"
-routes:
-  - topic: {TOPIC}
-    table: public.{TABLE}
-    columns:
-      order_id: /id
-      customer: /customer/id
-      seq: /seq
-      amount: /amount
-      created_at: /created_at
-      doc: /
-      src_partition: $partition
-      src_offset: $offset
-"#
-    )
-}
-
 /// The first committed batch seen: when, and how many records were
 /// committed by then.
 struct FirstCommit {
@@ -380,27 +309,4 @@ async fn verify(
         )));
     }
     Ok((rows, dead))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What `--write-example` writes is a valid configuration whose columns
-    /// are the table's.
-    #[test]
-    fn the_written_example_is_valid_and_matches_the_table() {
-        let yaml = demo_config(
-            "localhost:9092",
-            "postgres://sluice:${PG_PASSWORD}@localhost/app",
-        );
-        let config = Config::from_yaml(&yaml, |_| Some("pw".into())).expect("valid");
-        let ddl = table_ddl();
-        for column in config.routes[0].columns.keys() {
-            assert!(
-                ddl.contains(&format!("    {column} ")),
-                "{column} not in the table"
-            );
-        }
-    }
 }

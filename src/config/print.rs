@@ -87,14 +87,7 @@ mod tests {
     #[test]
     fn every_example_prints_without_secrets_and_reads_back() {
         const SECRET: &str = "s3cr3t-from-env";
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
+        for (path, text) in super::super::tests::example_files() {
             let env = |name: &str| {
                 let secret = ["PASSWORD", "SECRET"].iter().any(|w| name.contains(w));
                 Some(if secret { SECRET } else { "x" }.to_owned())
@@ -111,9 +104,7 @@ mod tests {
                 "{}",
                 path.display()
             );
-            seen += 1;
         }
-        assert!(seen >= 4);
     }
 
     #[test]

@@ -347,6 +347,27 @@ fn error_display_lists_every_problem() {
     );
 }
 
+/// The shipped example configs (`config/*.yaml`): path and text, by path.
+pub(super) fn example_files() -> Vec<(std::path::PathBuf, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the example configs in {}",
+        dir.display()
+    );
+    files
+}
+
 mod examples;
 mod fuzz;
 mod security;

@@ -5,23 +5,12 @@
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use super::super::*;
-
 /// The shipped example configs, all valid.
 pub(super) fn examples() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut texts: Vec<String> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-                .filter_map(|p| std::fs::read_to_string(p).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    texts.sort();
-    texts
+    super::super::example_files()
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect()
 }
 
 /// Scalars and keys that mutations put into a valid config.
