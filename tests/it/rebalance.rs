@@ -67,8 +67,10 @@ pub async fn revoke_during_batches(strategy: &str, via: Via) {
         if a.metric("sluice_abandoned_records_total") > 0.0 || round == 3 {
             break b;
         }
-        earlier_b_rows += b.metric("sluice_partition_rows_total");
+        // Read after the stop: B commits the batch it holds while stopping.
+        let registry = b.registry.clone();
         b.stop().await.expect("B stops cleanly");
+        earlier_b_rows += metric(&registry, "sluice_partition_rows_total");
         eventually(
             Duration::from_secs(60),
             "A to own every partition again",
@@ -92,18 +94,21 @@ pub async fn revoke_during_batches(strategy: &str, via: Via) {
         .await
         .unwrap();
     wait_drained(client, "orders", &end, Duration::from_secs(120)).await;
+    // The counters are read once both have stopped: a commit's counter
+    // follows its COMMIT, so a drained table can be a step ahead of them.
+    let (a_registry, b_registry) = (a.registry.clone(), b.registry.clone());
+    a.stop().await.expect("A stops cleanly");
+    b.stop().await.expect("B stops cleanly");
     let (a_rows, b_rows) = (
-        a.metric("sluice_partition_rows_total"),
-        b.metric("sluice_partition_rows_total") + earlier_b_rows,
+        metric(&a_registry, "sluice_partition_rows_total"),
+        metric(&b_registry, "sluice_partition_rows_total") + earlier_b_rows,
     );
     assert!(
         a_rows > 0.0 && b_rows > 0.0,
         "both wrote: {a_rows} + {b_rows}"
     );
-    assert_eq!(a_rows + b_rows, ROWS as f64, "every record committed once");
     // A stale commit would be refused, never written; none was needed.
-    a.stop().await.expect("A stops cleanly");
-    b.stop().await.expect("B stops cleanly");
+    assert_eq!(a_rows + b_rows, ROWS as f64, "every record committed once");
     assert_orders_exact(client, ROWS as i64).await;
     assert_eq!(
         count(client, "SELECT count(*) FROM sluice.dead_letters").await,
