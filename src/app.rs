@@ -23,7 +23,7 @@ use crate::migrate::migrate;
 use crate::pg::{self, PgSetupError};
 use crate::pipeline::{Shared, Workers};
 use crate::sink::error::{ErrorClass, SinkError};
-use crate::sink::writer::TableWriter;
+use crate::sink::topic::TopicWriter;
 use crate::sink::{plan_writers, PlanError};
 
 /// The part of `shutdown_grace` kept for closing the consumer (leaving the
@@ -99,7 +99,14 @@ pub async fn run(
     let consumer: Arc<SinkConsumer> =
         Arc::new(client_config(&config).create_with_context(context)?);
     consumer.context().set_consumer(&consumer);
-    let topics: Vec<&str> = config.routes.iter().map(|r| r.topic.as_str()).collect();
+    // A topic read by several routes is subscribed once.
+    let topics: Vec<&str> = config
+        .routes
+        .iter()
+        .map(|r| r.topic.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     consumer.subscribe(&topics)?;
     info!(?topics, "subscribed");
     // The watchers end with their own token, after the workers: /readyz
@@ -242,7 +249,7 @@ async fn prepare(
     pool: &deadpool_postgres::Pool,
     metrics: &Metrics,
     stop: &CancellationToken,
-) -> Result<Option<HashMap<String, Arc<TableWriter>>>, AppError> {
+) -> Result<Option<HashMap<String, Arc<TopicWriter>>>, AppError> {
     let mut backoff = Backoff::new(config.retry.initial_backoff, config.retry.max_backoff);
     loop {
         let attempt: Result<_, PlanError> = async {

@@ -32,7 +32,9 @@
 //!   a worker rewinds when Postgres lost its last commits (an idle one
 //!   re-reads its offset row: `pipeline::reposition`).
 //! - [`record`]: a Kafka record copied out of librdkafka.
-//! - [`sink`]: catalog, decoding and coercion, binary cells, batch writer,
+//! - [`sink`]: catalog, decoding and coercion, binary cells, the writer of
+//!   a topic's routes in one transaction (`sink::topic`) and of each
+//!   route's table (`sink::writer`),
 //!   commit with retry/bisection, SQLSTATE classification, and the
 //!   privileges each route needs (`sink::privileges`).
 //! - [`offsets`]: the offset store and its fence.
@@ -47,6 +49,9 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`. [`health`]: the Postgres
 //!   and Kafka reachability and the lag watcher behind them.
 //! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
+//! - [`ops`]: operator commands on the state in Postgres: `sluice
+//!   dead-letters list` and `replay` (a dead letter written through its
+//!   route, and removed, in one transaction).
 //! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
 //!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
 //! - [`logging`]: tracing set-up.
@@ -64,6 +69,7 @@ pub mod logging;
 pub mod metrics;
 pub mod migrate;
 pub mod offsets;
+pub mod ops;
 pub mod pg;
 pub mod pipeline;
 pub mod record;

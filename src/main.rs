@@ -56,6 +56,59 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// List or replay the records that were dead-lettered.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
+}
+
+/// Which dead letters (of the configured group); every filter given holds.
+#[derive(clap::Args)]
+struct Selection {
+    /// Only this route's (`routes[].name`, by default the table's full
+    /// name, e.g. public.orders).
+    #[arg(long, value_name = "NAME")]
+    route: Option<String>,
+    /// Only those dead-lettered since: an RFC 3339 time
+    /// (2026-12-03T08:00:00Z) or a duration back from now (90m, 1h).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// What failed, why (grouped by route and reason), how many.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// Write dead letters through their route again (after the cause was
+    /// fixed), each removed in the same transaction; one that fails again
+    /// stays, with the new reason. Exits 1 when any is kept.
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        selection: Selection,
+        /// Only these dead letters (their id; repeat or separate by
+        /// commas).
+        #[arg(long = "id", value_name = "ID", value_delimiter = ',')]
+        ids: Vec<i64>,
+        /// Only those whose reason holds this text (an SQL ILIKE pattern
+        /// when it has a %).
+        #[arg(long, value_name = "TEXT")]
+        reason_like: Option<String>,
+        /// Do everything, then roll each transaction back: shows what
+        /// would be written and what would fail again.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +144,7 @@ fn main() -> ExitCode {
             Command::Config {
                 command: ConfigCommand::Print { config },
             } => print_config(&config.config),
+            Command::DeadLetters { command } => dead_letters(command).await,
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
                     format: LogFormat::Text,
@@ -151,6 +205,63 @@ fn print_config(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("error: cannot print the configuration: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dead_letters(command: DeadLettersCommand) -> ExitCode {
+    let (path, selection, ids, reason_like, replay) = match command {
+        DeadLettersCommand::List { config, selection } => (config, selection, vec![], None, None),
+        DeadLettersCommand::Replay {
+            config,
+            selection,
+            ids,
+            reason_like,
+            dry_run,
+        } => (config, selection, ids, reason_like, Some(dry_run)),
+    };
+    let config = match load(&path.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    sluice::logging::init(&config.log);
+    let since = match selection
+        .since
+        .as_deref()
+        .map(sluice::ops::dead_letters::parse_since)
+    {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        since => since.and_then(Result::ok),
+    };
+    let chosen = sluice::ops::dead_letters::Selection {
+        route: selection.route,
+        since,
+        ids,
+        reason_like,
+    };
+    let done = match replay {
+        None => sluice::ops::list_command(&config, &chosen, selection.json)
+            .await
+            .map(|text| (text, true)),
+        Some(dry_run) => {
+            sluice::ops::replay_command(&config, &chosen, dry_run, selection.json).await
+        }
+    };
+    match done {
+        Ok((text, all)) => {
+            print!("{text}");
+            if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

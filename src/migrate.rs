@@ -24,12 +24,27 @@ use crate::config::quote_ident;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "state", include_str!("../migrations/0001_state.sql")),
     (2, "halts", include_str!("../migrations/0002_halts.sql")),
+    (
+        3,
+        "dead_letter_routes",
+        include_str!("../migrations/0003_dead_letter_routes.sql"),
+    ),
 ];
 
 /// Applies every pending migration; returns the versions applied now.
 pub async fn migrate(
     client: &mut Client,
     state_schema: &str,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
+    migrate_up_to(client, state_schema, i32::MAX).await
+}
+
+/// Applies the pending migrations up to version `last`: a schema as an
+/// older sluice left it, for the tests of an upgrade.
+pub async fn migrate_up_to(
+    client: &mut Client,
+    state_schema: &str,
+    last: i32,
 ) -> Result<Vec<i32>, tokio_postgres::Error> {
     let schema = quote_ident(state_schema);
     let lock_key = format!("sluice.migrate.{state_schema}");
@@ -43,7 +58,7 @@ pub async fn migrate(
     // what a run that held the lock before committed.
     let applied = match current(&txn, state_schema, &schema).await? {
         true => Vec::new(),
-        false => apply(&txn, &schema).await?,
+        false => apply(&txn, &schema, last).await?,
     };
     // A failure above drops the transaction: rolled back, lock released.
     txn.commit().await?;
@@ -87,7 +102,11 @@ async fn applied(txn: &Transaction<'_>, schema: &str) -> Result<Vec<i32>, tokio_
 
 /// Every pending version, in order, in the caller's transaction: all of
 /// them land or none.
-async fn apply(txn: &Transaction<'_>, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+async fn apply(
+    txn: &Transaction<'_>,
+    schema: &str,
+    last: i32,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
     txn.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
@@ -99,7 +118,7 @@ async fn apply(txn: &Transaction<'_>, schema: &str) -> Result<Vec<i32>, tokio_po
     let done = applied(txn, schema).await?;
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS {
-        if done.contains(&version) {
+        if done.contains(&version) || version > last {
             continue;
         }
         txn.batch_execute(&sql.replace("{schema}", schema)).await?;

@@ -65,6 +65,39 @@ pub fn header_name_text(name: &[u8]) -> String {
     }
 }
 
+/// The bytes of a header name stored by [`header_name_text`]: as it is
+/// when it holds no backslash, else read back from the `escape_ascii`
+/// form. `None`: not a form `header_name_text` writes.
+pub fn header_name_bytes(text: &str) -> Option<Vec<u8>> {
+    if !text.contains('\\') {
+        return Some(text.as_bytes().to_vec());
+    }
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let (byte, len) = match b.get(i + 1)? {
+            b't' => (b'\t', 2),
+            b'r' => (b'\r', 2),
+            b'n' => (b'\n', 2),
+            c @ (b'\\' | b'\'' | b'"') => (*c, 2),
+            b'x' => {
+                let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
+                (u8::from_str_radix(hex, 16).ok()?, 4)
+            }
+            _ => return None,
+        };
+        out.push(byte);
+        i += len;
+    }
+    Some(out)
+}
+
 /// Every header of the message, names as raw bytes. rust-rdkafka's
 /// `Headers::get` panics on a name that is not UTF-8 (`CStr::to_str`
 /// unwrapped), which would kill the partition's worker on one record, so

@@ -11,11 +11,18 @@ use super::{units, ColumnSource, TableName};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// The Kafka topic to consume; each topic may be routed once. Required.
+    /// The Kafka topic to consume. Several routes may read one topic: each
+    /// record is then written by every one of them in one transaction, with
+    /// the partition's offset, so their tables always agree. Required.
     pub topic: String,
     /// The target table, `schema.table` or `table` (schema `public`);
     /// unquoted names fold to lower case, double-quote others. Required.
     pub table: String,
+    /// The route's name in dead letters (their `route` column), in metrics
+    /// and in `sluice dead-letters --route`. Routes of one topic need
+    /// different names. Default: the table's full name (`public.orders`).
+    #[serde(default)]
+    pub name: Option<String>,
     /// How message values are decoded: `json` (columns point into the JSON
     /// value) or `raw` (bytes as they are). Default: `json`.
     #[serde(default = "default_format")]
@@ -123,6 +130,16 @@ impl RouteConfig {
     /// The parsed `table` (always `Ok` once `Config::validate` passed).
     pub fn table_name(&self) -> Result<TableName, String> {
         TableName::parse(&self.table)
+    }
+
+    /// `name`, else the table's full name (else `table` as written, when
+    /// it does not parse).
+    pub fn route_name(&self) -> String {
+        match (&self.name, self.table_name()) {
+            (Some(name), _) => name.clone(),
+            (None, Ok(table)) => table.to_string(),
+            (None, Err(_)) => self.table.clone(),
+        }
     }
 }
 

@@ -109,23 +109,42 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
             "is empty; add at least one route with topic, table and columns",
         );
     }
-    let mut seen_topics: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut first_of_topic: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut names: BTreeMap<(&str, String), usize> = BTreeMap::new();
     for (index, route) in config.routes.iter().enumerate() {
         let at = format!("routes[{index}]");
         check_route(&at, route, &mut problems);
         if route.topic.is_empty() {
             continue;
         }
-        match seen_topics.get(route.topic.as_str()) {
-            Some(first) => problems.add(
-                format!("{at}.topic"),
+        if route.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            problems.add(
+                format!("{at}.name"),
+                "is empty; name the route, or leave name out to use the table's name",
+            );
+        }
+        let name = route.route_name();
+        match names.get(&(route.topic.as_str(), name.clone())) {
+            Some(other) => problems.add(
+                format!("{at}.name"),
                 format!(
-                    "topic {:?} is already routed by routes[{first}]; route each topic once",
+                    "{name:?} is also the name of routes[{other}], which reads topic {:?} too; \
+                     give each route of a topic its own name",
                     route.topic
                 ),
             ),
             None => {
-                seen_topics.insert(&route.topic, index);
+                names.insert((route.topic.as_str(), name), index);
+            }
+        }
+        // Per-partition rules: the routes of one topic share one partition
+        // worker, so they must agree on what it does.
+        match first_of_topic.get(route.topic.as_str()) {
+            Some(&first) => {
+                shared_by_topic(&at, first, &config.routes[first], route, &mut problems)
+            }
+            None => {
+                first_of_topic.insert(&route.topic, index);
             }
         }
     }
@@ -181,6 +200,37 @@ fn check_kafka(kafka: &KafkaConfig, problems: &mut Problems) {
     raw_settings::check(kafka, &mut problems.0);
     if let Some(security) = &kafka.security {
         super::kafka_security::validate(security, &mut problems.0);
+    }
+}
+
+/// The settings that belong to a topic's partitions rather than to one
+/// route: the routes of a topic must give them the same value.
+fn shared_by_topic(
+    at: &str,
+    first: usize,
+    a: &RouteConfig,
+    b: &RouteConfig,
+    problems: &mut Problems,
+) {
+    if a.on_offset_out_of_range != b.on_offset_out_of_range {
+        problems.add(
+            format!("{at}.on_offset_out_of_range"),
+            format!(
+                "differs from routes[{first}], which reads topic {:?} too; the routes of a topic \
+                 share their partitions' offsets, so give them the same value (or set it on kafka)",
+                b.topic
+            ),
+        );
+    }
+    if a.max_dead_letter_ratio != b.max_dead_letter_ratio {
+        problems.add(
+            format!("{at}.max_dead_letter_ratio"),
+            format!(
+                "differs from routes[{first}], which reads topic {:?} too; the poison-storm \
+                 breaker watches the partition, so give the routes of a topic the same value",
+                b.topic
+            ),
+        );
     }
 }
 

@@ -25,7 +25,7 @@ use crate::kafka::repeats::Repeats;
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
 use crate::sink::error::{ErrorClass, SinkError};
-use crate::sink::writer::TableWriter;
+use crate::sink::topic::TopicWriter;
 use crate::throttle::Throttle;
 pub use start::StartFacts;
 pub use workers::Workers;
@@ -35,7 +35,7 @@ pub struct Shared {
     pub pool: Pool,
     pub offsets: OffsetStore,
     /// The table writer of each routed topic.
-    pub writers: HashMap<String, Arc<TableWriter>>,
+    pub writers: HashMap<String, Arc<TopicWriter>>,
     pub metrics: Metrics,
     pub batch: BatchConfig,
     pub group_id: String,
@@ -90,7 +90,7 @@ impl Shared {
     pub fn new(
         config: &Config,
         pool: Pool,
-        writers: HashMap<String, Arc<TableWriter>>,
+        writers: HashMap<String, Arc<TopicWriter>>,
         metrics: Metrics,
         stop: CancellationToken,
     ) -> Shared {

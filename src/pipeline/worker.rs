@@ -23,7 +23,7 @@ use crate::record::Record;
 use crate::sink::breaker::Breaker;
 use crate::sink::commit::{Committer, Outcome};
 use crate::sink::error::SinkError;
-use crate::sink::writer::TableWriter;
+use crate::sink::topic::TopicWriter;
 use crate::throttle::Throttle;
 
 /// A parked stream can miss librdkafka's "queue non-empty" wakeup
@@ -93,7 +93,7 @@ pub struct PartitionWorker {
     pub halt_at_start: Option<(i64, String)>,
     pub queue: PartitionQueue,
     pub consumer: Arc<SinkConsumer>,
-    pub writer: Arc<TableWriter>,
+    pub writer: Arc<TopicWriter>,
     pub shared: Arc<Shared>,
     pub stop: CancellationToken,
     /// The partition's poison-storm breaker.

@@ -30,8 +30,6 @@ pub struct WriteStats {
     /// with the same key (only the last one's effect is written).
     pub collapsed: u64,
     pub dead_letters: Vec<DeadLetterKind>,
-    /// Bytes of the records in the slice.
-    pub bytes: u64,
 }
 
 /// Why a record was dead-lettered (a metrics label).
@@ -55,15 +53,13 @@ impl DeadLetterKind {
 /// Result of one attempt.
 #[derive(Debug)]
 pub enum Attempt {
-    Committed(WriteStats),
+    /// What each route of the topic wrote, in route order.
+    Committed(Vec<WriteStats>),
     /// The fence held the write back; nothing was written.
     Fenced,
     /// `on_error: stop` and the record at `index` cannot be decoded: nothing
     /// was written.
-    Rejected {
-        index: usize,
-        reason: String,
-    },
+    Rejected { index: usize, reason: String },
 }
 
 /// One partition's slice of records and its place in the offset sequence.
@@ -73,12 +69,21 @@ pub struct Slice<'a> {
     /// The stored next offset this slice continues from.
     pub start: Option<i64>,
     pub records: &'a [Record],
-    /// When set, the (single) record is dead-lettered with this reason.
-    pub refused: Option<&'a Refused>,
+    /// Routes (by index) that refused the slice's single record, and why:
+    /// each of them dead-letters it instead of writing it.
+    pub refused: &'a [(usize, Refused)],
 }
 
 impl Slice<'_> {
     pub fn end(&self) -> i64 {
         self.records.last().map_or(0, |r| r.offset + 1)
+    }
+
+    /// Why route `index` refused the record, if it did.
+    pub fn refused_by(&self, index: usize) -> Option<&Refused> {
+        self.refused
+            .iter()
+            .find(|(route, _)| *route == index)
+            .map(|(_, refused)| refused)
     }
 }

@@ -6,7 +6,8 @@
 //!   was lost).
 //! - A record the database refuses (SQLSTATE 22/23): the slice is bisected
 //!   into halves committed in order, each fenced, until the record stands
-//!   alone; it is then dead-lettered with the SQLSTATE and message.
+//!   alone; it is then dead-lettered, for the route that refused it, with
+//!   the SQLSTATE and message, while the topic's other routes write it.
 //! - Fatal errors stop the partition.
 
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use super::attempt::{Attempt, DeadLetterKind, Refused, Slice, WriteStats};
 use super::breaker::Breaker;
 use super::error::{ErrorClass, SinkError};
+use super::topic::{Failure, TopicWriter};
 use super::writer::TableWriter;
 use crate::backoff::Backoff;
 use crate::config::{OnError, RetryConfig};
@@ -54,7 +56,7 @@ pub enum Outcome {
 pub struct Committer<'a> {
     pub pool: &'a Pool,
     pub offsets: &'a OffsetStore,
-    pub writer: &'a TableWriter,
+    pub writer: &'a TopicWriter,
     pub metrics: &'a Metrics,
     pub key: &'a PartitionKey,
     pub owner: Uuid,
@@ -76,14 +78,15 @@ impl Committer<'_> {
         start: Option<i64>,
         records: &[Record],
     ) -> Result<Outcome, SinkError> {
-        self.commit_slice(start, records, None).await
+        self.commit_slice(start, records, Vec::new()).await
     }
 
+    /// `refused`: the routes that refused the slice's single record.
     fn commit_slice<'s>(
         &'s self,
         start: Option<i64>,
         records: &'s [Record],
-        refused: Option<Refused>,
+        refused: Vec<(usize, Refused)>,
     ) -> BoxFuture<'s, Result<Outcome, SinkError>> {
         Box::pin(async move {
             // An empty slice has no end offset: there is nothing to fence.
@@ -100,12 +103,12 @@ impl Committer<'_> {
                     owner: self.owner,
                     start,
                     records,
-                    refused: refused.as_ref(),
+                    refused: &refused,
                 };
                 let began = Instant::now();
-                let err = match self.attempt(&slice).await {
+                let Failure { route, error: err } = match self.attempt(&slice).await {
                     Ok(Attempt::Committed(stats)) => {
-                        self.record(&stats, records.len(), began.elapsed());
+                        self.record(&stats, records, began.elapsed());
                         return Ok(Outcome::Committed {
                             next_offset: slice.end(),
                         });
@@ -115,7 +118,7 @@ impl Committer<'_> {
                     }
                     Ok(Attempt::Fenced) => match self.verdict(slice.end()).await {
                         Ok(outcome) => return Ok(outcome),
-                        Err(e) => e,
+                        Err(e) => e.into(),
                     },
                     Err(e) => e,
                 };
@@ -131,26 +134,34 @@ impl Committer<'_> {
                             return Ok(Outcome::Cancelled);
                         }
                     }
-                    // A refused dead letter cannot be bisected further.
-                    ErrorClass::DeadLetter if refused.is_none() => {
-                        return self.isolate(start, records, &err).await;
-                    }
+                    // A refused record's route dead-letters it; when that
+                    // is refused too, nothing is left to take apart.
+                    ErrorClass::DeadLetter => match route {
+                        Some(route) if !refused.iter().any(|(r, _)| *r == route) => {
+                            return self.isolate(start, records, route, refused, &err).await;
+                        }
+                        _ => return Err(err),
+                    },
                     _ => return Err(err),
                 }
             }
         })
     }
 
-    /// Splits a refused slice until the refused records stand alone.
+    /// Splits a slice `route` refused until the refused records stand
+    /// alone. `refused`: the other routes that refused a single record.
     async fn isolate(
         &self,
         start: Option<i64>,
         records: &[Record],
+        route: usize,
+        mut refused: Vec<(usize, Refused)>,
         err: &SinkError,
     ) -> Result<Outcome, SinkError> {
         if let [record] = records {
             let sqlstate = err.sqlstate().map(str::to_string);
-            if self.writer.on_error() == OnError::Stop {
+            let writer = &self.writer.routes()[route];
+            if writer.on_error() == OnError::Stop {
                 return self
                     .halt_at(start, records, 0, err.to_string(), sqlstate)
                     .await;
@@ -166,18 +177,21 @@ impl Committer<'_> {
                        "poison storm: partition halted (max_dead_letter_ratio)");
                 return self.halt_at(start, records, 0, why, sqlstate).await;
             }
-            warn!(partition = %self.key, offset = record.offset, error = %err,
-                  "record refused by Postgres; dead-lettering it");
-            let refused = Refused {
-                reason: err.to_string(),
-                sqlstate: err.sqlstate().map(str::to_string),
-            };
-            return self.commit_slice(start, records, Some(refused)).await;
+            warn!(partition = %self.key, offset = record.offset, route = %writer.name,
+                  error = %err, "record refused by Postgres; dead-lettering it");
+            refused.push((
+                route,
+                Refused {
+                    reason: err.to_string(),
+                    sqlstate,
+                },
+            ));
+            return self.commit_slice(start, records, refused).await;
         }
         let (head, tail) = records.split_at(records.len() / 2);
-        match self.commit_slice(start, head, None).await? {
+        match self.commit_slice(start, head, Vec::new()).await? {
             Outcome::Committed { next_offset } => {
-                self.commit_slice(Some(next_offset), tail, None).await
+                self.commit_slice(Some(next_offset), tail, Vec::new()).await
             }
             other => Ok(other),
         }
@@ -195,7 +209,10 @@ impl Committer<'_> {
         let next_offset = if index == 0 {
             start
         } else {
-            match self.commit_slice(start, &records[..index], None).await? {
+            match self
+                .commit_slice(start, &records[..index], Vec::new())
+                .await?
+            {
                 Outcome::Committed { next_offset } => Some(next_offset),
                 other => return Ok(other),
             }
@@ -208,14 +225,14 @@ impl Committer<'_> {
         })
     }
 
-    async fn attempt(&self, slice: &Slice<'_>) -> Result<Attempt, SinkError> {
-        let mut client = self.pool.get().await?;
+    async fn attempt(&self, slice: &Slice<'_>) -> Result<Attempt, Failure> {
+        let mut client = self.pool.get().await.map_err(SinkError::from)?;
         let write = self.writer.write(&mut client, self.offsets, slice);
         let result = match tokio::time::timeout(self.deadline, write).await {
             Ok(result) => result,
-            Err(_) => Err(SinkError::Timeout(self.deadline)),
+            Err(_) => Err(SinkError::Timeout(self.deadline).into()),
         };
-        if matches!(&result, Err(e) if e.discards_connection()) {
+        if matches!(&result, Err(e) if e.error.discards_connection()) {
             // Broken mid-protocol, or on a server that will refuse the retry
             // too (read-only after a failover, shutting down): never reuse
             // it, so the retry connects afresh and finds the primary.
@@ -243,45 +260,55 @@ impl Committer<'_> {
         })
     }
 
-    fn record(&self, stats: &WriteStats, records: usize, took: Duration) {
+    fn record(&self, all: &[WriteStats], records: &[Record], took: Duration) {
         let m = self.metrics;
-        let table = self.writer.table.to_string();
         m.batch_commit_seconds.observe(took.as_secs_f64());
         if let Some(throttle) = self.throttle {
             throttle.observe_commit(took);
         }
-        m.batch_rows.observe(records as f64);
-        m.batch_bytes.observe(stats.bytes as f64);
-        m.rows_written
-            .with_label_values(&[table.as_str(), self.writer.mode_label()])
-            .inc_by(stats.rows);
-        m.rows_deleted
-            .with_label_values(&[table.as_str()])
-            .inc_by(stats.deleted);
-        for (reason, n) in [
-            ("conflict", stats.conflicts),
-            ("stale_version", stats.stale),
-            ("tombstone", stats.tombstones),
-            ("collapsed", stats.collapsed),
-        ] {
-            if n > 0 {
-                m.rows_skipped
-                    .with_label_values(&[table.as_str(), reason])
-                    .inc_by(n);
-            }
+        m.batch_rows.observe(records.len() as f64);
+        m.batch_bytes
+            .observe(records.iter().map(|r| r.size() as f64).sum::<f64>());
+        let mut dead = Vec::new();
+        for (writer, stats) in self.writer.routes().iter().zip(all) {
+            record_route(m, writer, stats);
+            dead.extend_from_slice(&stats.dead_letters);
         }
-        self.breaker.observe(
-            records.saturating_sub(stats.dead_letters.len()),
-            &stats.dead_letters,
-        );
-        for kind in &stats.dead_letters {
-            m.dead_letters
-                .with_label_values(&[table.as_str(), kind.as_str()])
-                .inc();
-        }
+        // The breaker watches the partition: a record dead-lettered by
+        // any route counts against it.
+        self.breaker
+            .observe(records.len().saturating_sub(dead.len()), &dead);
         m.partition_rows
             .with_label_values(&[self.key.topic.as_str(), &self.key.partition.to_string()])
-            .inc_by(records as u64);
+            .inc_by(records.len() as u64);
+    }
+}
+
+/// What one route wrote, under its table's labels.
+fn record_route(m: &Metrics, writer: &TableWriter, stats: &WriteStats) {
+    let table = writer.table.to_string();
+    m.rows_written
+        .with_label_values(&[table.as_str(), writer.mode_label()])
+        .inc_by(stats.rows);
+    m.rows_deleted
+        .with_label_values(&[table.as_str()])
+        .inc_by(stats.deleted);
+    for (reason, n) in [
+        ("conflict", stats.conflicts),
+        ("stale_version", stats.stale),
+        ("tombstone", stats.tombstones),
+        ("collapsed", stats.collapsed),
+    ] {
+        if n > 0 {
+            m.rows_skipped
+                .with_label_values(&[table.as_str(), reason])
+                .inc_by(n);
+        }
+    }
+    for kind in &stats.dead_letters {
+        m.dead_letters
+            .with_label_values(&[table.as_str(), kind.as_str()])
+            .inc();
     }
 }
 

@@ -2,8 +2,8 @@
 //! refused, with their original bytes, coordinates and the reason, in the
 //! batch's own transaction.
 
-use deadpool_postgres::Transaction;
 use tokio_postgres::types::Type;
+use tokio_postgres::Transaction;
 
 use super::attempt::{DeadLetterKind, Refused, Slice};
 use super::error::SinkError;
@@ -13,8 +13,8 @@ use crate::record::Record;
 pub fn insert_sql(state_schema: &str) -> String {
     format!(
         "INSERT INTO {}.dead_letters (group_id, topic, partition, \"offset\", target_table, \
-         key, value, header_keys, header_values, kafka_timestamp, error, sqlstate) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10::bigint / 1000.0), $11, $12) \
+         route, key, value, header_keys, header_values, kafka_timestamp, error, sqlstate) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, to_timestamp($11::bigint / 1000.0), $12, $13) \
          ON CONFLICT DO NOTHING",
         quote_ident(state_schema)
     )
@@ -46,6 +46,7 @@ pub async fn write(
     txn: &Transaction<'_>,
     sql: &str,
     table: &TableName,
+    route: &str,
     slice: &Slice<'_>,
     dead: &[(&Record, Refused, DeadLetterKind)],
 ) -> Result<(), SinkError> {
@@ -73,6 +74,7 @@ pub async fn write(
                 (&slice.key.partition, Type::INT4),
                 (&record.offset, Type::INT8),
                 (&target, Type::TEXT),
+                (&route, Type::TEXT),
                 (&record.key, Type::BYTEA),
                 (&record.value, Type::BYTEA),
                 (&keys, Type::TEXT_ARRAY),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod numeric;
 pub mod privileges;
 pub mod rows;
+pub mod topic;
 pub mod writer;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ use tokio_postgres::GenericClient;
 
 use crate::config::{Config, Problem, TableName};
 use decode::RowDecoder;
+use topic::TopicWriter;
 use writer::{Route, TableWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +44,16 @@ impl From<tokio_postgres::Error> for PlanError {
     }
 }
 
-/// Reads every route's table from the catalog and builds its writer,
-/// reporting every missing table, unknown column, unwritable type and
-/// missing privilege (of the routes' tables and the state schema) at once.
+/// Reads every route's table from the catalog and builds its writer (one
+/// per topic, holding the topic's routes in config order), reporting every
+/// missing table, unknown column, unwritable type and missing privilege (of
+/// the routes' tables and the state schema) at once.
 pub async fn plan_writers(
     config: &Config,
     client: &impl GenericClient,
-) -> Result<HashMap<String, Arc<TableWriter>>, PlanError> {
+) -> Result<HashMap<String, Arc<TopicWriter>>, PlanError> {
     let mut problems = Vec::new();
-    let mut writers = HashMap::new();
+    let mut routes: HashMap<String, Vec<TableWriter>> = HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
         let table = match TableName::parse(&route.table) {
             Ok(t) => t,
@@ -74,6 +77,7 @@ pub async fn plan_writers(
                     table,
                     RowDecoder::new(route.format, planned),
                     Route {
+                        name: route.route_name(),
                         method: route.write_method,
                         mode: route.mode,
                         key: route.key.as_deref(),
@@ -84,14 +88,20 @@ pub async fn plan_writers(
                     &config.postgres,
                     config.batch.max_rows,
                 );
-                writers.insert(route.topic.clone(), Arc::new(writer));
+                routes.entry(route.topic.clone()).or_default().push(writer);
             }
             Err(mut p) => problems.append(&mut p),
         }
     }
     problems.append(&mut privileges::check_state(client, config).await?);
     if problems.is_empty() {
-        Ok(writers)
+        Ok(routes
+            .into_iter()
+            .map(|(topic, routes)| {
+                let writer = TopicWriter::new(routes, &config.postgres);
+                (topic, Arc::new(writer))
+            })
+            .collect())
     } else {
         Err(PlanError::Problems(problems))
     }

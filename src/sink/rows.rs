@@ -12,9 +12,9 @@
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 
-use deadpool_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Transaction;
 
 use super::cell::Cell;
 use super::error::SinkError;

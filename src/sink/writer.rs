@@ -1,10 +1,10 @@
-//! Writes one slice of a partition's records in one transaction: the fence
-//! first (so a stale worker writes nothing), then the rows (appended, or
-//! upserted and deleted), then the dead letters, then COMMIT.
+//! Writes one route's share of a slice of a partition's records, inside the
+//! transaction `sink::topic` opened and fenced: the rows (appended, or
+//! upserted and deleted), then the dead letters.
 
-use deadpool_postgres::Transaction;
+use tokio_postgres::Transaction;
 
-use super::attempt::{Attempt, DeadLetterKind, Refused, Slice, WriteStats};
+use super::attempt::{DeadLetterKind, Refused, Slice, WriteStats};
 use super::catalog::PlannedColumn;
 use super::cell::Cell;
 use super::collapse::{collapse, KeyEq, Op};
@@ -13,7 +13,6 @@ use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
 use super::rows::{RowSql, RowWriter, Shape};
 use crate::config::{quote_ident, Mode, OnError, PostgresConfig, TableName, WriteMethod};
-use crate::offsets::OffsetStore;
 use crate::record::Record;
 
 /// What one record turns into.
@@ -41,17 +40,18 @@ struct Upsert {
 #[derive(Debug)]
 pub struct TableWriter {
     pub table: TableName,
+    /// The route's name (`RouteConfig::route_name`).
+    pub name: String,
     decoder: RowDecoder,
     on_error: OnError,
     rows: RowSql,
     upsert: Option<Upsert>,
     dead_letter_sql: String,
-    /// `SET LOCAL` of the session settings, first in every transaction.
-    settings: String,
 }
 
 /// A route's write settings, as the writer needs them.
 pub struct Route<'a> {
+    pub name: String,
     pub method: WriteMethod,
     pub mode: Mode,
     pub key: Option<&'a [String]>,
@@ -159,8 +159,8 @@ impl TableWriter {
         });
         TableWriter {
             dead_letter_sql: dead_letters::insert_sql(&pg.state_schema),
-            settings: crate::pg::transaction_settings(pg),
             table,
+            name: route.name,
             decoder,
             on_error: route.on_error,
             rows,
@@ -181,77 +181,51 @@ impl TableWriter {
         }
     }
 
-    /// One attempt at writing `slice` in one transaction.
-    pub async fn write(
-        &self,
-        client: &mut deadpool_postgres::Client,
-        offsets: &OffsetStore,
-        slice: &Slice<'_>,
-    ) -> Result<Attempt, SinkError> {
-        let mut cells = Vec::with_capacity(self.decoder.columns().len());
-        if self.on_error == OnError::Stop && slice.refused.is_none() {
-            // Halting must happen before the record: find it before writing.
-            for (index, record) in slice.records.iter().enumerate() {
-                if let Err(reason) = self.decode(slice, record, &mut cells) {
-                    return Ok(Attempt::Rejected { index, reason });
-                }
-            }
+    /// With `on_error: stop`, the first record of `slice` that cannot be
+    /// decoded (its index and why): halting must happen before the record,
+    /// so it is found before anything is written.
+    pub fn first_rejected(&self, slice: &Slice<'_>) -> Option<(usize, String)> {
+        if self.on_error != OnError::Stop {
+            return None;
         }
-        let txn = client.transaction().await?;
-        match self.write_in(&txn, offsets, slice, cells).await {
-            Ok(Some(stats)) => {
-                txn.commit().await?;
-                Ok(Attempt::Committed(stats))
-            }
-            Ok(None) => {
-                txn.rollback().await?;
-                Ok(Attempt::Fenced)
-            }
-            Err(e) => {
-                // Rolled back, and answered, before the connection goes back
-                // to the pool. A Transaction dropped mid-way only queues its
-                // ROLLBACK, so the pool's writability check would follow it
-                // in the same flight; a transaction-pooling PgBouncer (1.18)
-                // hands the server connection on at the ROLLBACK's reply and
-                // drops the check's answer ("got packet from server when not
-                // linked"), leaving the check to time out. The rollback's own
-                // error adds nothing: the connection is judged by `e`.
-                let _ = txn.rollback().await;
-                Err(e)
-            }
-        }
+        self.first_undecodable(slice)
     }
 
-    /// The statements of one attempt in `txn`: `None` when the fence held
-    /// the batch back, else what was written (the caller commits).
-    async fn write_in(
+    /// The first record of `slice` this route cannot decode, and why.
+    pub fn first_undecodable(&self, slice: &Slice<'_>) -> Option<(usize, String)> {
+        let mut cells = Vec::with_capacity(self.decoder.columns().len());
+        slice
+            .records
+            .iter()
+            .enumerate()
+            .find_map(|(index, record)| {
+                self.decode(slice, record, &mut cells)
+                    .err()
+                    .map(|reason| (index, reason))
+            })
+    }
+
+    /// This route's statements for `slice` in `txn`, after the fence: the
+    /// rows (appended, or upserted and deleted), then the dead letters.
+    /// With `refused`, the slice's (single) record is dead-lettered for
+    /// this route instead of written.
+    pub async fn write_rows(
         &self,
         txn: &Transaction<'_>,
-        offsets: &OffsetStore,
         slice: &Slice<'_>,
-        mut cells: Vec<Cell>,
-    ) -> Result<Option<WriteStats>, SinkError> {
-        // Sent together (one round trip): the settings, then the fence.
-        let (_, advanced) = futures::try_join!(
-            txn.batch_execute(&self.settings),
-            offsets.advance(&**txn, slice.key, slice.owner, slice.start, slice.end()),
-        )?;
-        if !advanced {
-            return Ok(None);
-        }
-        let mut stats = WriteStats {
-            bytes: slice.records.iter().map(|r| r.size() as u64).sum(),
-            ..WriteStats::default()
-        };
+        refused: Option<&Refused>,
+    ) -> Result<WriteStats, SinkError> {
+        let mut cells = Vec::with_capacity(self.decoder.columns().len());
+        let mut stats = WriteStats::default();
         let mut dead: Vec<(&Record, Refused, DeadLetterKind)> = Vec::new();
         let mut ops = Vec::new();
-        let mut rows = match &self.upsert {
+        let mut rows = match (&self.upsert, refused) {
             // Appends stream straight into the table.
-            None => Some(RowWriter::open(&self.rows, txn).await?),
-            Some(_) => None,
+            (None, None) => Some(RowWriter::open(&self.rows, txn).await?),
+            _ => None,
         };
         for record in slice.records {
-            if let Some(refused) = slice.refused {
+            if let Some(refused) = refused {
                 dead.push((record, refused.clone(), DeadLetterKind::Refused));
                 continue;
             }
@@ -277,12 +251,20 @@ impl TableWriter {
             stats.rows = affected;
             stats.conflicts = pushed.saturating_sub(affected);
         }
-        if let Some(upsert) = &self.upsert {
+        if let (Some(upsert), None) = (&self.upsert, refused) {
             self.upsert(txn, upsert, ops, &mut stats).await?;
         }
-        dead_letters::write(txn, &self.dead_letter_sql, &self.table, slice, &dead).await?;
+        dead_letters::write(
+            txn,
+            &self.dead_letter_sql,
+            &self.table,
+            &self.name,
+            slice,
+            &dead,
+        )
+        .await?;
         stats.dead_letters = dead.iter().map(|(_, _, kind)| *kind).collect();
-        Ok(Some(stats))
+        Ok(stats)
     }
 
     /// Collapses the batch per key, then deletes, then upserts.

@@ -181,7 +181,6 @@ fn validation_of_routes() {
         third.key = Some(vec![]);
         c.routes.push(third);
     });
-    assert_one(&p, "routes[1].topic", "already routed by routes[0]");
     assert_one(&p, "routes[1].table", "too many dots");
     assert_one(&p, "routes[1].key", "column \"missing\" is not mapped");
     assert_one(&p, "routes[1].key", "lists column \"id\" twice");
@@ -195,7 +194,7 @@ fn validation_of_routes() {
     assert_one(&p, "routes[2].topic", "not a valid Kafka topic");
     assert_one(&p, "routes[2].columns", "map at least one column");
     assert_one(&p, "routes[2].key", "omit key");
-    assert_eq!(p.len(), 10, "{p:#?}");
+    assert_eq!(p.len(), 9, "{p:#?}");
 
     for topic in [".", "..", &"t".repeat(250), "a/b"] {
         let p = problems_after(|c| c.routes[0].topic = topic.into());
@@ -261,4 +260,48 @@ fn key_pointers_parse() {
         "$key/a~1b"
     );
     assert!("$key/a~2".parse::<ColumnSource>().is_err());
+}
+
+/// #17: several routes may read one topic; they need their own names and
+/// must agree on what the topic's partitions do.
+#[test]
+fn routes_of_one_topic_need_names_of_their_own_and_shared_partition_rules() {
+    let p = problems_after(|c| {
+        let second = c.routes[0].clone();
+        c.routes.push(second);
+    });
+    assert_one(&p, "routes[1].name", "also the name of routes[0]");
+    assert_eq!(p.len(), 1, "{p:?}");
+
+    let p = problems_after(|c| {
+        let mut second = c.routes[0].clone();
+        second.name = Some("audit".into());
+        c.routes.push(second);
+    });
+    assert!(
+        p.is_empty(),
+        "a named second route of the topic is fine: {p:?}"
+    );
+
+    let p = problems_after(|c| {
+        let mut second = c.routes[0].clone();
+        second.table = "audit".into();
+        second.max_dead_letter_ratio = 0.25;
+        second.on_offset_out_of_range = Some(crate::config::OffsetOutOfRange::Earliest);
+        c.routes.push(second);
+        let mut third = c.routes[0].clone();
+        third.name = Some(" ".into());
+        c.routes.push(third);
+    });
+    assert_one(
+        &p,
+        "routes[1].max_dead_letter_ratio",
+        "differs from routes[0]",
+    );
+    assert_one(
+        &p,
+        "routes[1].on_offset_out_of_range",
+        "differs from routes[0]",
+    );
+    assert_one(&p, "routes[2].name", "is empty");
 }

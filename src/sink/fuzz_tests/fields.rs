@@ -10,41 +10,9 @@ use super::config;
 use super::inputs::{header_name, headers, key};
 use super::plans::planned;
 use crate::config::Format;
-use crate::record::{header_name_text, Record};
+use crate::record::{header_name_bytes as unescape, header_name_text, Record};
 use crate::sink::cell::Cell;
 use crate::sink::decode::{Decoded, RowDecoder};
-
-/// The bytes of a header name stored in `dead_letters.header_keys`: as it
-/// is when it holds no backslash, else Rust's `escape_ascii` form.
-pub(super) fn unescape(text: &str) -> Option<Vec<u8>> {
-    if !text.contains('\\') {
-        return Some(text.as_bytes().to_vec());
-    }
-    let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let (byte, len) = match b.get(i + 1)? {
-            b't' => (b'\t', 2),
-            b'r' => (b'\r', 2),
-            b'n' => (b'\n', 2),
-            c @ (b'\\' | b'\'' | b'"') => (*c, 2),
-            b'x' => {
-                let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
-                (u8::from_str_radix(hex, 16).ok()?, 4)
-            }
-            _ => return None,
-        };
-        out.push(byte);
-        i += len;
-    }
-    Some(out)
-}
 
 /// A route that maps the key and the header `name` into text and bytea.
 fn decoder(name: &str) -> RowDecoder {

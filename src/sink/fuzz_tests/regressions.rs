@@ -1,10 +1,10 @@
 //! Every failure the fuzz targets found, as a named test (each one fails
 //! without its fix).
 
-use super::fields::unescape;
 use super::plans::planned;
 use super::wire::{judge, Verdict};
 use crate::config::Format;
+use crate::record::header_name_bytes as unescape;
 use crate::record::{header_name_text, Record};
 use crate::sink::cell::Cell;
 use crate::sink::coerce::{coerce, ColumnSpec, Src};

@@ -1,0 +1,61 @@
+//! Operator commands that act on a deployment's state in Postgres, apart
+//! from running the sink: `sluice dead-letters list` and `replay`.
+
+pub mod dead_letters;
+pub mod replay;
+
+/// What an operator command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Setup(#[from] crate::pg::PgSetupError),
+    #[error(transparent)]
+    Postgres(#[from] crate::sink::error::SinkError),
+    #[error("{0}")]
+    Plan(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<tokio_postgres::Error> for OpsError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        OpsError::Postgres(e.into())
+    }
+}
+
+/// `sluice dead-letters list`: the listing, as text or JSON.
+pub async fn list_command(
+    config: &crate::config::Config,
+    selection: &dead_letters::Selection,
+    json: bool,
+) -> Result<String, OpsError> {
+    let client = crate::pg::connect(&config.postgres).await?;
+    let listing = dead_letters::list(&client, config, selection).await?;
+    Ok(match json {
+        true => to_json(&listing)?,
+        false => listing.text(),
+    })
+}
+
+/// `sluice dead-letters replay`: the report as text or JSON, and whether
+/// every selected dead letter was written.
+pub async fn replay_command(
+    config: &crate::config::Config,
+    selection: &dead_letters::Selection,
+    dry_run: bool,
+    json: bool,
+) -> Result<(String, bool), OpsError> {
+    let mut client = crate::pg::connect(&config.postgres).await?;
+    let report = replay::replay(&mut client, config, selection, dry_run).await?;
+    let text = match json {
+        true => to_json(&report)?,
+        false => report.text(),
+    };
+    Ok((text, report.failed() == 0))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, OpsError> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| OpsError::Usage(format!("cannot write JSON: {e}")))
+}
