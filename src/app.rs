@@ -40,7 +40,9 @@ const MIN_CLOSE: Duration = Duration::from_secs(1);
 pub enum AppError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
+    /// Led by the config field to change (`postgres.url: cannot connect
+    /// to ...`, `postgres.statement_timeout: the server refuses ...`).
+    #[error("{}", .0.attributed())]
     PgSetup(#[from] PgSetupError),
     #[error(transparent)]
     Postgres(#[from] SinkError),
@@ -252,24 +254,43 @@ async fn prepare(
 ) -> Result<Option<HashMap<String, Arc<TopicWriter>>>, AppError> {
     let mut backoff = Backoff::new(config.retry.initial_backoff, config.retry.max_backoff);
     loop {
-        let attempt: Result<_, PlanError> = async {
+        // Ok(Err): the server refused a setting or the migration, which no
+        // retry changes.
+        let attempt: Result<Result<_, PgSetupError>, PlanError> = async {
             let mut client = pool.get().await.map_err(SinkError::from)?;
             if config.postgres.auto_migrate {
-                let applied = migrate(&mut client, &config.postgres.state_schema).await?;
+                let schema = &config.postgres.state_schema;
+                let applied = match migrate(&mut client, schema).await {
+                    Ok(applied) => applied,
+                    Err(e) => match pg::migration_refused(&e, schema) {
+                        Some(refused) => return Ok(Err(refused)),
+                        None => return Err(e.into()),
+                    },
+                };
                 if !applied.is_empty() {
                     info!(?applied, "applied migrations");
                 }
             }
             // In a transaction: its catalog reads prepare statements, which
             // must not outlive it on a server connection a pooler shares.
+            // The settings first, as every batch sends them: a value the
+            // server refuses stops start-up under its field, rather than
+            // failing the first batch (SQLSTATE 22023, a "data" class).
             let txn = client.transaction().await.map_err(SinkError::from)?;
+            let refused = pg::refused_setting(&txn, &config.postgres)
+                .await
+                .map_err(SinkError::from)?;
+            if let Some(refused) = refused {
+                return Ok(Err(refused));
+            }
             let planned = plan_writers(config, &*txn).await;
             txn.rollback().await.map_err(SinkError::from)?;
-            planned
+            planned.map(Ok)
         }
         .await;
         match attempt {
-            Ok(writers) => return Ok(Some(writers)),
+            Ok(Ok(writers)) => return Ok(Some(writers)),
+            Ok(Err(refused)) => return Err(refused.into()),
             // A certificate, TLS or password problem does not go away.
             Err(PlanError::Postgres(e)) if pg::connect_failure(&e, &config.postgres).is_some() => {
                 return Err(pg::connect_failure(&e, &config.postgres).map_or(e.into(), Into::into));

@@ -58,25 +58,54 @@ fn report(problems: &[Problem], code: u8) -> ExitCode {
 /// A partition's stored next offset: (topic, partition, offset).
 type Stored = Vec<(String, i32, i64)>;
 
+/// What `check` says about Postgres for `config` (validated or not): the
+/// connection, the settings sluice sends, the tables, privileges, halts.
+pub async fn postgres_problems(config: &Config) -> Vec<Problem> {
+    check_postgres(config).await.0
+}
+
+/// A set-up error under the field it is about (`postgres.url` for those
+/// whose message names its own setting, as it always was).
+fn setup_problem(e: &pg::PgSetupError) -> Problem {
+    Problem {
+        path: e.field().unwrap_or("postgres.url").into(),
+        message: e.to_string(),
+    }
+}
+
 /// Postgres' problems, and the stored offsets (checked against the logs).
 async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
-    let problem = |message: String| {
-        (
-            vec![Problem {
-                path: "postgres.url".into(),
-                message,
-            }],
-            Vec::new(),
-        )
+    let problem = |message: String| Problem {
+        path: "postgres.url".into(),
+        message,
     };
     let url = redact_url(config.postgres.url.expose());
     let mut client = match pg::connect(&config.postgres).await {
         Ok(client) => client,
-        Err(e) => return problem(e.to_string()),
+        Err(e) => return (vec![setup_problem(&e)], Vec::new()),
     };
     if let Some(warning) = pg::unencrypted_warning(&config.postgres, &client).await {
         eprintln!("warning: {warning}");
     }
+    // The settings every batch starts with, as `run` tries them at start-up.
+    let mut problems = match client.transaction().await {
+        Ok(txn) => {
+            let refused = pg::refused_setting(&txn, &config.postgres).await;
+            let _ = txn.rollback().await;
+            match refused {
+                Ok(None) => Vec::new(),
+                Ok(Some(e)) => vec![setup_problem(&e)],
+                Err(e) => vec![problem(format!(
+                    "querying {url} failed: {}",
+                    pg::error_text(&e)
+                ))],
+            }
+        }
+        Err(e) => vec![problem(format!(
+            "querying {url} failed: {}",
+            pg::error_text(&e)
+        ))],
+    };
     // In a transaction: its catalog reads prepare statements, which must
     // not outlive it on a server connection a pooler shares.
     let planned = match client.transaction().await {
@@ -87,11 +116,13 @@ async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
         }
         Err(e) => Err(PlanError::Postgres(e.into())),
     };
-    let mut problems = match planned {
-        Ok(_) => Vec::new(),
-        Err(PlanError::Problems(p)) => p,
-        Err(PlanError::Postgres(e)) => problem(format!("querying {url} failed: {e}")).0,
-    };
+    match planned {
+        Ok(_) => {}
+        Err(PlanError::Problems(p)) => problems.extend(p),
+        Err(PlanError::Postgres(e)) => {
+            problems.push(problem(format!("querying {url} failed: {e}")))
+        }
+    }
     problems.extend(halts(config, &client).await);
     if !config.postgres.auto_migrate {
         let schema = &config.postgres.state_schema;
@@ -278,9 +309,9 @@ fn probe_problem(e: &ProbeError) -> Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error(transparent)]
+    #[error("{}", .0.attributed())]
     Setup(#[from] pg::PgSetupError),
-    #[error("migration failed: {0}")]
+    #[error("migration failed: {}", pg::error_text(.0))]
     Migrate(tokio_postgres::Error),
 }
 

@@ -13,6 +13,7 @@ use super::{
 const MAX_TOPIC_LEN: usize = 249;
 
 mod raw_settings;
+mod server_limits;
 
 pub(crate) fn validate(config: &Config) -> Vec<Problem> {
     let mut problems = Problems(Vec::new());
@@ -79,6 +80,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     super::postgres_tls::validate(pg, &mut problems.0);
+    server_limits::check(pg, &mut problems.0);
 
     let batch = &config.batch;
     if batch.max_rows == 0 {

@@ -1,8 +1,9 @@
 //! What a failed connection attempt means, in the user's terms: a
 //! certificate problem names the host and the CA file (and the settings
 //! that name it), a server that wants TLS says which setting to change,
-//! an authentication failure says so. tokio-postgres' own Display shows
-//! only the error's kind ("db error", "error performing TLS handshake").
+//! an authentication failure says so, a refused connection names the host
+//! and port with the OS error. tokio-postgres' own Display shows only the
+//! error's kind ("db error", "error performing TLS handshake").
 
 use std::error::Error as StdError;
 use std::io;
@@ -10,6 +11,7 @@ use std::io;
 use rustls::{AlertDescription, CertificateError};
 use tokio_postgres::config::Host;
 
+use super::said;
 use super::tls::Settings;
 use super::verify::CertFailure;
 use crate::config::PgSslMode;
@@ -94,22 +96,40 @@ pub fn explain(error: &tokio_postgres::Error, cx: &Context<'_>) -> String {
     if let Some(db) = error.as_db_error() {
         return server_error(db, cx);
     }
-    chain(error)
+    if let Some(os) = said::io_cause(error) {
+        return unreachable(os, cx.config);
+    }
+    if password_missing(error) {
+        let user = cx.config.get_user().unwrap_or("?");
+        return format!(
+            "the server at {} asks for the password of user {user}, and postgres.url has none; \
+             write it in, like postgres://{user}:${{PG_PASSWORD}}@host/db",
+            all_hosts(cx.config)
+        );
+    }
+    said::error_text(error)
 }
 
-/// `error` and each of its causes, as one line.
-pub fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(cause) = current {
-        let part = cause.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        current = cause.source();
+/// tokio-postgres' words when the server wants a password and the
+/// connection string has none ("invalid configuration: password missing").
+fn password_missing(error: &tokio_postgres::Error) -> bool {
+    error
+        .source()
+        .is_some_and(|s| s.to_string() == "password missing")
+}
+
+/// A connection attempt the network or OS refused: where sluice tried,
+/// and the OS's words ("Connection refused", "No route to host", a name
+/// that does not resolve). tokio-postgres tries every host in turn and
+/// keeps the last host's error.
+fn unreachable(os: &io::Error, config: &tokio_postgres::Config) -> String {
+    let hosts = all_hosts(config);
+    match config.get_hosts().len() {
+        0 | 1 => format!("error connecting to server {hosts}: {os}"),
+        _ => format!(
+            "error connecting to server: none of {hosts} answered (the last one tried: {os})"
+        ),
     }
-    text
 }
 
 fn certificate(host: Option<&str>, error: &CertificateError, cx: &Context<'_>) -> String {
@@ -197,11 +217,7 @@ fn handshake(error: &rustls::Error, cx: &Context<'_>) -> String {
 }
 
 fn server_error(db: &tokio_postgres::error::DbError, cx: &Context<'_>) -> String {
-    let mut said = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-    if let Some(detail) = db.detail() {
-        said.push_str(": ");
-        said.push_str(detail);
-    }
+    let said = said::server_said(db);
     let user = cx.config.get_user().unwrap_or("?");
     let code = db.code().code();
     let plaintext = cx.settings.mode == PgSslMode::Disable;
@@ -226,11 +242,6 @@ fn server_error(db: &tokio_postgres::error::DbError, cx: &Context<'_>) -> String
         return format!(
             "authentication failed for user {user}: check the password in postgres.url. The server said: {said}"
         );
-    }
-    if let Some(hint) = db.hint() {
-        said.push_str(" (hint: ");
-        said.push_str(hint);
-        said.push(')');
     }
     said
 }

@@ -8,11 +8,18 @@
 //! - `files`: the CA, certificate and key files, read as libpq does.
 //! - `verify`, `names`: the certificate checks of each `sslmode`.
 //! - `diagnose`: a failed connection attempt, in the user's terms.
+//! - `said`: what the server said (message, SQLSTATE, detail, hint), for
+//!   every Postgres error a user sees.
+//! - `settings`: the `SET LOCAL`s of every batch transaction, each tied to
+//!   the config field it comes from.
 
 pub mod conninfo;
 mod diagnose;
+mod error;
 mod files;
 mod names;
+mod said;
+mod settings;
 #[cfg(test)]
 mod test_pki;
 pub mod tls;
@@ -31,48 +38,9 @@ use tracing::warn;
 use crate::config::{redact_url, PostgresConfig};
 use crate::sink::error::{ErrorClass, SinkError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PgSetupError {
-    #[error("postgres.url {url} is not a valid connection string: {source}")]
-    Url {
-        url: String,
-        source: tokio_postgres::Error,
-    },
-    #[error("postgres.url {url} is not a valid connection string: {message}")]
-    Conninfo { url: String, message: String },
-    /// A TLS setting or file that cannot be used; the message names both.
-    #[error("{0}")]
-    Tls(String),
-    /// A connection attempt failed; `detail` says why in the user's terms.
-    #[error("cannot connect to {url}: {detail}")]
-    Connect { url: String, detail: String },
-    #[error("cannot build the connection pool: {0}")]
-    Pool(#[from] deadpool_postgres::BuildError),
-}
-
-/// The settings every batch transaction starts with, as `SET LOCAL` (they
-/// end with the transaction). A worker that vanished mid-transaction
-/// (network black hole) must not keep its partition's offset row locked
-/// forever: the server ends such sessions. Statement and lock timeouts turn
-/// a stuck statement into a retryable error. NOTICEs are not sent:
-/// tokio-postgres logs each at INFO, and the staged COPY's `CREATE TEMP
-/// TABLE IF NOT EXISTS` says "already exists, skipping" on every batch.
-///
-/// Not startup parameters (`options=-c ...`): PgBouncer refuses the
-/// `options` parameter ("unsupported startup parameter"), and a session
-/// `SET` would stay on a server connection that a transaction pooler hands
-/// to other clients. `SET LOCAL` in the transaction works the same with and
-/// without a pooler; the statements outside batch transactions (claims,
-/// halts) are bounded on sluice's side (3 x statement_timeout per attempt).
-pub fn transaction_settings(cfg: &PostgresConfig) -> String {
-    format!(
-        "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-         SET LOCAL idle_in_transaction_session_timeout = 60000; \
-         SET LOCAL client_min_messages = warning",
-        cfg.statement_timeout.as_millis(),
-        cfg.lock_timeout.as_millis()
-    )
-}
+pub use error::{migration_refused, PgSetupError};
+pub use said::error_text;
+pub use settings::{refused_setting, transaction_settings};
 
 /// tokio-postgres' configuration: the connection string without libpq's
 /// SSL parameters, `sslmode` as resolved, and sluice's session settings.
@@ -222,14 +190,17 @@ pub fn connect_failure(error: &SinkError, cfg: &PostgresConfig) -> Option<PgSetu
     })
 }
 
-/// A pool error with its causes shown (deadpool and tokio-postgres print
-/// only "error connecting to server", "db error").
+/// A pool error with its causes shown and, for a failed connection
+/// attempt, the hosts tried and the field that names them (deadpool and
+/// tokio-postgres print only "error connecting to server", "db error").
 pub fn describe(error: &SinkError, cfg: &PostgresConfig) -> String {
     match error {
-        SinkError::Pool(deadpool_postgres::PoolError::Backend(pg_error)) => {
-            format!("cannot connect: {}", explain_connect(pg_error, cfg))
-        }
-        other => diagnose::chain(other),
+        SinkError::Pool(deadpool_postgres::PoolError::Backend(pg_error)) => format!(
+            "postgres.url: cannot connect to {}: {}",
+            redact_url(cfg.url.expose()),
+            explain_connect(pg_error, cfg)
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -242,7 +213,7 @@ fn explain_connect(error: &tokio_postgres::Error, cfg: &PostgresConfig) -> Strin
                 config: &config,
             },
         ),
-        Err(_) => diagnose::chain(error),
+        Err(_) => error_text(error),
     }
 }
 

@@ -77,9 +77,9 @@ pub fn session_unusable(code: &str) -> bool {
 /// An error from writing to Postgres.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("postgres: {}", describe(.0))]
+    #[error("postgres: {}", crate::pg::error_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("connection pool: {0}")]
+    #[error("connection pool: {}", pool_text(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// No answer in time: a network black hole or a stuck server. The
     /// connection is dropped and the work retried.
@@ -87,18 +87,16 @@ pub enum SinkError {
     Timeout(std::time::Duration),
 }
 
-/// tokio-postgres' Display omits the server's message for db errors.
-fn describe(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                s.push_str(": ");
-                s.push_str(detail);
-            }
-            s
+/// deadpool's Display of a failed connection attempt is "Error occurred
+/// while creating a new object: db error": the server's or the OS's words
+/// are in the error it wraps.
+fn pool_text(err: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::{HookError, PoolError};
+    match err {
+        PoolError::Backend(e) | PoolError::PostCreateHook(HookError::Backend(e)) => {
+            format!("cannot open a connection: {}", crate::pg::error_text(e))
         }
-        None => err.to_string(),
+        other => other.to_string(),
     }
 }
 

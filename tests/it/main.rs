@@ -27,6 +27,7 @@ mod log_edges;
 mod methods;
 mod observability;
 mod outages;
+mod pg_errors;
 mod pg_tls;
 mod poison;
 mod privileges;
