@@ -240,7 +240,9 @@ impl Replayer<'_> {
                     rows: stats.rows + stats.deleted,
                 }))
             }
-            Err(e) if e.class() == ErrorClass::DeadLetter => {
+            // A row still without a partition failed again: keep it, as
+            // the sink would hold it (sink::error::classify).
+            Err(e) if e.class() == ErrorClass::DeadLetter || e.missing_partition() => {
                 let _ = txn.rollback().await;
                 let reason = e.to_string();
                 self.failed_again(client, id, &reason, e.sqlstate()).await?;

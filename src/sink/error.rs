@@ -51,6 +51,30 @@ pub fn classify_sqlstate(code: Option<&str>) -> ErrorClass {
     }
 }
 
+/// Classifies a server error by its SQLSTATE and, where one code covers
+/// both a bad record and an operator's problem, its message.
+///
+/// A row with no partition of a partitioned target to go to (23514 "no
+/// partition of relation ... found for row", a check violation like any
+/// CHECK constraint's) is not bad data: the partition for its day or key
+/// was not created yet. Dead-lettering would empty a day's records into the
+/// dead-letter table (or trip the poison-storm breaker); retrying holds the
+/// partition in place, in order, until the partition exists, then goes on
+/// by itself (docs/ARCHITECTURE.md, "Partitioned targets"). Postgres says
+/// it in the server's `lc_messages`: in another language than English the
+/// message does not match and the row is dead-lettered as before.
+pub fn classify(code: Option<&str>, message: Option<&str>) -> ErrorClass {
+    match (code, message) {
+        (Some("23514"), Some(m)) if is_missing_partition(m) => ErrorClass::Retry,
+        _ => classify_sqlstate(code),
+    }
+}
+
+/// Postgres' message for a row that no partition accepts.
+fn is_missing_partition(message: &str) -> bool {
+    message.starts_with("no partition of relation") && message.ends_with("found for row")
+}
+
 /// Whether a SQLSTATE says that the session is on the wrong server or is
 /// ending, so that the connection must never be used again: it would fail
 /// the same way on every retry. A new connection goes through the whole
@@ -110,13 +134,29 @@ impl SinkError {
         }
     }
 
+    /// The server's message, when the server answered with an error.
+    fn message(&self) -> Option<&str> {
+        let db = match self {
+            SinkError::Postgres(e) => e.as_db_error(),
+            SinkError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.as_db_error(),
+            SinkError::Pool(_) | SinkError::Timeout(_) => None,
+        };
+        db.map(|d| d.message())
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             SinkError::Pool(deadpool_postgres::PoolError::Closed) => ErrorClass::Fatal,
             // A closed connection ends any statement with a client-side error.
             SinkError::Postgres(e) if e.is_closed() => ErrorClass::Retry,
-            _ => classify_sqlstate(self.sqlstate()),
+            _ => classify(self.sqlstate(), self.message()),
         }
+    }
+
+    /// A row that no partition of its partitioned target accepts
+    /// ([`classify`]).
+    pub fn missing_partition(&self) -> bool {
+        self.sqlstate() == Some("23514") && self.message().is_some_and(is_missing_partition)
     }
 
     /// Whether the connection that saw this error must be dropped rather
@@ -158,6 +198,25 @@ mod tests {
         for code in ["42P01", "42703", "42501", "XX000", "0A000", "2"] {
             assert_eq!(classify_sqlstate(Some(code)), ErrorClass::Fatal, "{code}");
         }
+    }
+
+    #[test]
+    fn a_row_without_a_partition_is_retried_not_dead_lettered() {
+        let missing = Some("no partition of relation \"events\" found for row");
+        assert_eq!(classify(Some("23514"), missing), ErrorClass::Retry);
+        // A CHECK constraint, a partition constraint of a partition written
+        // directly, and the same text under another code stay as they were.
+        for message in [
+            "new row for relation \"checked\" violates check constraint \"non_negative\"",
+            "new row for relation \"events_2026\" violates partition constraint",
+        ] {
+            assert_eq!(
+                classify(Some("23514"), Some(message)),
+                ErrorClass::DeadLetter
+            );
+        }
+        assert_eq!(classify(Some("23514"), None), ErrorClass::DeadLetter);
+        assert_eq!(classify(Some("42P01"), missing), ErrorClass::Fatal);
     }
 
     #[test]
