@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "dead_letter_routes",
         include_str!("../migrations/0003_dead_letter_routes.sql"),
     ),
+    (
+        4,
+        "offset_cluster",
+        include_str!("../migrations/0004_offset_cluster.sql"),
+    ),
 ];
 
 /// Applies every pending migration; returns the versions applied now.

@@ -66,6 +66,19 @@ pub struct OffsetStore {
     settle_sql: String,
 }
 
+/// A partition's row as a claim found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The stored next offset (`None`: nothing committed yet).
+    pub next_offset: Option<i64>,
+    /// The Kafka cluster the stored offset belongs to (`None`: not known,
+    /// the brokers did not say).
+    pub cluster_id: Option<String>,
+    /// The row had an offset but no cluster (written before sluice stored
+    /// clusters) and took the connected one now.
+    pub adopted: bool,
+}
+
 /// The owner of a row seeded for a partition nobody has claimed yet.
 pub const UNCLAIMED: Uuid = Uuid::nil();
 
@@ -79,17 +92,31 @@ impl OffsetStore {
         OffsetStore {
             // Taking the row lock makes a claim wait for the previous owner's
             // in-flight commit, so the offset it returns is the latest one.
+            // `before` sees the row as it was (its cluster, to log an
+            // adoption). The cluster is kept unless the row had none or no
+            // offset yet: a stored offset keeps the cluster it belongs to
+            // until `sluice offsets set` moves it (Shared::claim halts on a
+            // mismatch).
             claim_sql: format!(
                 "WITH unhalt AS (DELETE FROM {schema}.halts \
+                 WHERE group_id = $1 AND topic = $2 AND partition = $3), \
+                 before AS (SELECT cluster_id, next_offset FROM {table} \
                  WHERE group_id = $1 AND topic = $2 AND partition = $3) \
-                 INSERT INTO {table} (group_id, topic, partition, next_offset, owner) \
-                 VALUES ($1, $2, $3, NULL, $4) \
+                 INSERT INTO {table} AS o (group_id, topic, partition, next_offset, owner, cluster_id) \
+                 VALUES ($1, $2, $3, NULL, $4, $5) \
                  ON CONFLICT (group_id, topic, partition) \
-                 DO UPDATE SET owner = EXCLUDED.owner, claimed_at = now() \
-                 RETURNING next_offset"
+                 DO UPDATE SET owner = EXCLUDED.owner, claimed_at = now(), \
+                 cluster_id = CASE WHEN o.cluster_id IS NULL OR o.next_offset IS NULL \
+                 THEN COALESCE(EXCLUDED.cluster_id, o.cluster_id) ELSE o.cluster_id END \
+                 RETURNING next_offset, cluster_id, \
+                 (SELECT b.cluster_id IS NULL AND b.next_offset IS NOT NULL FROM before b)"
             ),
+            // The last record's Kafka timestamp goes with its offset, for
+            // `sluice offsets set --to translate`.
             advance_sql: format!(
-                "UPDATE {table} SET next_offset = $5, updated_at = now() \
+                "UPDATE {table} SET next_offset = $5, updated_at = now(), \
+                 last_record_at = COALESCE(timestamptz 'epoch' + $7 * interval '1 millisecond', \
+                 last_record_at) \
                  WHERE group_id = $1 AND topic = $2 AND partition = $3 \
                  AND owner = $4 AND next_offset IS NOT DISTINCT FROM $6"
             ),
@@ -130,14 +157,17 @@ impl OffsetStore {
         }
     }
 
-    /// Makes `owner` the partition's only writer and returns the stored next
-    /// offset (`None` when nothing was ever committed for it).
+    /// Makes `owner` the partition's only writer and returns what is
+    /// stored: the next offset (`None` when nothing was ever committed for
+    /// it) and the Kafka cluster it belongs to. `cluster` is the cluster
+    /// connected now, adopted by a row that has none.
     pub async fn claim(
         &self,
         client: &impl GenericClient,
         key: &PartitionKey,
         owner: Uuid,
-    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        cluster: Option<&str>,
+    ) -> Result<Claimed, tokio_postgres::Error> {
         let row = client
             .query_typed_one(
                 &self.claim_sql,
@@ -146,10 +176,15 @@ impl OffsetStore {
                     (&key.topic, Type::TEXT),
                     (&key.partition, Type::INT4),
                     (&owner, Type::UUID),
+                    (&cluster, Type::TEXT),
                 ],
             )
             .await?;
-        row.try_get(0)
+        Ok(Claimed {
+            next_offset: row.try_get(0)?,
+            cluster_id: row.try_get(1)?,
+            adopted: row.try_get::<_, Option<bool>>(2)?.unwrap_or(false) && cluster.is_some(),
+        })
     }
 
     /// Inside a batch transaction (or alone, for a stored offset moved by
@@ -163,6 +198,7 @@ impl OffsetStore {
         owner: Uuid,
         start: Option<i64>,
         end: i64,
+        last_record_ms: Option<i64>,
     ) -> Result<bool, tokio_postgres::Error> {
         let n = client
             .execute_typed(
@@ -174,6 +210,7 @@ impl OffsetStore {
                     (&owner, Type::UUID),
                     (&end, Type::INT8),
                     (&start, Type::INT8),
+                    (&last_record_ms, Type::INT8),
                 ],
             )
             .await?;

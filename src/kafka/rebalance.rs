@@ -66,11 +66,29 @@ impl SinkContext {
             error!("rebalance before the consumer was set up; not starting workers");
             return;
         };
-        let claims = self.block_on(join_all(
+        // Read at every assignment: the brokers behind the same addresses
+        // may be another cluster now (a cutover by DNS).
+        let cluster = self.blocking(|| consumer.client().fetch_cluster_id(log::QUERY_TIMEOUT));
+        if cluster.is_none() && shared.cluster().is_none() {
+            warn!("the brokers did not say which Kafka cluster they are: stored offsets cannot be checked against their cluster");
+        }
+        shared.set_cluster(cluster);
+        let claimed = self.block_on(join_all(
             parts.iter().map(|key| shared.claim(key, &shared.stop)),
         ));
+        // A partition whose offset is another cluster's halts before
+        // anything else: neither a start nor a log edge of this cluster may
+        // move an offset that means nothing here.
+        let foreign: Vec<Option<(i64, String)>> = claimed
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.foreign.clone()))
+            .collect();
+        let claims = claimed
+            .into_iter()
+            .map(|c| c.map(|c| (c.owner, c.stored)))
+            .collect();
         let claims = self.settle_starts(&consumer, &parts, claims);
-        let (claims, halts) = self.check_edges(&consumer, &parts, claims);
+        let (claims, halts) = self.check_edges(&consumer, &parts, claims, foreign);
         let mut started = 0;
         for ((key, claim), halt) in parts.into_iter().zip(claims).zip(halts) {
             // Split even when not starting a worker, so that no record of an
@@ -211,7 +229,7 @@ impl SinkContext {
 
     /// Each claimed partition's stored offset checked against its log
     /// before it is read (pipeline::edges): moved by the rule, or marked to
-    /// halt at once. A partition whose bounds cannot be read now is read as
+    /// halt at once (`halts`: those halting already, left as they are). A partition whose bounds cannot be read now is read as
     /// stored; should that be outside the log, the fetch reports it to the
     /// worker, which applies the same rule.
     #[allow(clippy::type_complexity)]
@@ -220,13 +238,16 @@ impl SinkContext {
         consumer: &SinkConsumer,
         parts: &[PartitionKey],
         mut claims: Vec<Option<(Uuid, Option<i64>)>>,
+        mut halts: Vec<Option<(i64, String)>>,
     ) -> (Vec<Option<(Uuid, Option<i64>)>>, Vec<Option<(i64, String)>>) {
         let shared = &self.shared;
-        let mut halts = vec![None; parts.len()];
         for (i, key) in parts.iter().enumerate() {
             let Some((owner, Some(stored))) = claims[i] else {
                 continue;
             };
+            if halts[i].is_some() {
+                continue;
+            }
             let bounds = match self.blocking(|| log::bounds(consumer, &key.topic, key.partition)) {
                 Ok(bounds) => bounds,
                 Err(e) => {

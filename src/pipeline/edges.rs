@@ -146,7 +146,7 @@ impl Shared {
                         // Fenced like a commit: the owner and the offset it moves from.
                         Ok(self
                             .offsets
-                            .advance(&**client, key, owner, Some(stored), to)
+                            .advance(&**client, key, owner, Some(stored), to, None)
                             .await?)
                     })
                     .await;
@@ -202,7 +202,7 @@ impl PartitionWorker {
             Checked::Halt { offset, reason } => Some(self.halt(offset, reason, None).await),
             Checked::Stopped => Some(Exit::Stopped),
             Checked::Fenced => match self.reclaim().await {
-                Ok(true) => None,
+                Ok(true) => self.halt_now().await,
                 Ok(false) => Some(Exit::Stale { owner: None }),
                 Err(e) => Some(Exit::Failed(e)),
             },

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use uuid::Uuid;
 
@@ -67,12 +67,38 @@ pub struct Shared {
     pub kafka: Reachability,
     /// Repeated Kafka client errors, logged once per kind per 30 s.
     pub kafka_repeats: Repeats,
+    /// The Kafka cluster connected now (its id from the brokers' metadata,
+    /// read at each assignment): a stored offset of another cluster halts
+    /// its partition ([`Shared::claim`]).
+    cluster: Mutex<Option<String>>,
     /// Where each running worker stands, for the lag metrics.
     positions: Mutex<HashMap<PartitionKey, Position>>,
     /// Partitions a worker paused and has not resumed yet.
     paused: Mutex<HashSet<(String, i32)>>,
     /// (low, high) watermarks per (topic, partition), from the statistics.
     watermarks: Mutex<HashMap<(String, i32), (i64, i64)>>,
+}
+
+/// A partition this replica claimed.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub owner: Uuid,
+    /// The stored next offset (`None`: nothing committed yet).
+    pub stored: Option<i64>,
+    /// The stored offset is another Kafka cluster's: halt before it, for
+    /// this reason (nothing is read or written).
+    pub foreign: Option<(i64, String)>,
+}
+
+/// Why a partition whose offset belongs to another cluster halts.
+fn foreign_cluster(topic: &str, offset: i64, stored: &str, now: &str) -> String {
+    format!(
+        "stored offset {offset} belongs to Kafka cluster {stored}, but the brokers are cluster \
+         {now}: an offset of one cluster means nothing on another (a mirror gives the records \
+         other offsets); nothing is written until `sluice offsets set --topic {topic} --to \
+         translate` (or another start point) moves it (docs/operations.md, \"Blue/green \
+         cutover\")"
+    )
 }
 
 /// Where a partition's worker stands.
@@ -130,6 +156,7 @@ impl Shared {
             postgres: Reachability::new(config.postgres.unready_after),
             kafka: Reachability::new(config.kafka.unready_after),
             kafka_repeats: Repeats::default(),
+            cluster: Mutex::new(None),
             positions: Mutex::new(HashMap::new()),
             watermarks: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashSet::new()),
@@ -272,21 +299,63 @@ impl Shared {
         self.metrics.partitions_halted.set(halted.len() as i64);
     }
 
+    /// Notes the Kafka cluster the brokers say they are (`None`: they did
+    /// not say; the one known before is kept).
+    pub fn set_cluster(&self, cluster: Option<String>) {
+        let mut known = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        match (cluster, known.as_deref()) {
+            (Some(now), Some(before)) if now != before => {
+                warn!(before, now = %now, "the brokers are another Kafka cluster now");
+                *known = Some(now);
+            }
+            (Some(now), _) => *known = Some(now),
+            (None, _) => {}
+        }
+    }
+
+    /// The Kafka cluster connected now, when the brokers said.
+    pub fn cluster(&self) -> Option<String> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Claims a partition, retrying while Postgres is unavailable. `None`
     /// when shutting down or on a fatal error (which stops the service).
-    pub async fn claim(
-        &self,
-        key: &PartitionKey,
-        cancel: &CancellationToken,
-    ) -> Option<(Uuid, Option<i64>)> {
+    pub async fn claim(&self, key: &PartitionKey, cancel: &CancellationToken) -> Option<Claim> {
         let owner = Uuid::new_v4();
-        let stored = self
+        let cluster = self.cluster();
+        let claimed = self
             .retrying(key, "claim", cancel, || async {
                 let client = self.pool.get().await?;
-                Ok(self.offsets.claim(&**client, key, owner).await?)
+                Ok(self
+                    .offsets
+                    .claim(&**client, key, owner, cluster.as_deref())
+                    .await?)
             })
             .await?;
-        Some((owner, stored))
+        if claimed.adopted {
+            info!(partition = %key, cluster_id = ?cluster, next_offset = ?claimed.next_offset,
+                  "the stored offset named no Kafka cluster: it is taken as the connected one's");
+        }
+        let foreign = match (&claimed.cluster_id, &cluster, claimed.next_offset) {
+            (Some(stored), Some(now), Some(offset)) if stored != now => {
+                self.metrics
+                    .offset_out_of_range
+                    .with_label_values(&[key.topic.as_str(), "other_cluster", "halted"])
+                    .inc();
+                error!(partition = %key, stored_cluster = %stored, connected_cluster = %now, offset,
+                       "stored offset belongs to another Kafka cluster: partition halted");
+                Some((offset, foreign_cluster(&key.topic, offset, stored, now)))
+            }
+            _ => None,
+        };
+        Some(Claim {
+            owner,
+            stored: claimed.next_offset,
+            foreign,
+        })
     }
 
     /// Runs one Postgres step for a partition, retrying retryable errors

@@ -66,10 +66,17 @@ impl PartitionWorker {
     pub(super) async fn stale(&mut self, owner: Option<Uuid>) -> Option<Exit> {
         info!(partition = %self.key, ?owner, "partition is owned by another worker; stopping");
         match self.reclaim().await {
-            Ok(true) => None,
+            Ok(true) => self.halt_now().await,
             Ok(false) => Some(Exit::Stale { owner }),
             Err(e) => Some(Exit::Failed(e)),
         }
+    }
+
+    /// A claim found the partition must halt (its offset is another
+    /// cluster's): halts it; `None` otherwise.
+    pub(super) async fn halt_now(&mut self) -> Option<Exit> {
+        let (offset, reason) = self.halt_at_start.take()?;
+        Some(self.halt(offset, reason, None).await)
     }
 
     /// Postgres holds an older offset than this worker wrote: re-read from it.
@@ -104,9 +111,10 @@ impl PartitionWorker {
         if !self.still_assigned() {
             return Ok(false);
         }
-        let Some((owner, stored)) = self.shared.claim(&self.key, &self.stop).await else {
+        let Some(claim) = self.shared.claim(&self.key, &self.stop).await else {
             return Ok(false);
         };
+        let (owner, stored) = (claim.owner, claim.stored);
         if self.stop.is_cancelled() || !self.still_assigned() {
             // Revoked during the claim: the new owner's claim (after ours, as
             // its revoke waited for this worker or timed out) fences ours.
@@ -117,6 +125,12 @@ impl PartitionWorker {
               "still assigned here after being fenced out; claimed the partition again");
         self.shared.metrics.reclaims.inc();
         self.owner = owner;
+        if let Some(halt) = claim.foreign {
+            // `sluice offsets set` moved the partition to another cluster:
+            // the caller halts before reading anything more.
+            self.halt_at_start = Some(halt);
+            return Ok(true);
+        }
         let stored = match stored {
             Some(n) => Some(n),
             None => self.settle_start().await?,

@@ -88,8 +88,9 @@ pub struct PartitionWorker {
     pub owner: Uuid,
     /// The stored next offset (`None`: nothing committed yet).
     pub next_offset: Option<i64>,
-    /// Halt before reading anything: the stored offset was found outside
-    /// the log at assignment (offset, reason; pipeline::edges).
+    /// Halt before reading anything (more): the stored offset was found
+    /// outside the log at assignment (pipeline::edges), or belongs to
+    /// another Kafka cluster (offset, reason; Shared::claim).
     pub halt_at_start: Option<(i64, String)>,
     pub queue: PartitionQueue,
     pub consumer: Arc<SinkConsumer>,

@@ -111,7 +111,14 @@ impl TopicWriter {
         // Sent together (one round trip): the settings, then the fence.
         let (_, advanced) = futures::try_join!(
             txn.batch_execute(&self.settings),
-            offsets.advance(&**txn, slice.key, slice.owner, slice.start, slice.end()),
+            offsets.advance(
+                &**txn,
+                slice.key,
+                slice.owner,
+                slice.start,
+                slice.end(),
+                slice.records.last().and_then(|r| r.timestamp_ms),
+            ),
         )?;
         if !advanced {
             return Ok(None);

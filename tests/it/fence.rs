@@ -66,13 +66,33 @@ async fn a_stale_worker_cannot_commit() {
     };
 
     let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
-    assert_eq!(offsets.claim(&**conn, &key, old).await.unwrap(), None);
+    let first = offsets
+        .claim(&**conn, &key, old, Some("blue"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.next_offset, first.cluster_id.as_deref()),
+        (None, Some("blue"))
+    );
     assert_eq!(
         committer(old).commit(None, &records(0..5)).await.unwrap(),
         Outcome::Committed { next_offset: 5 }
     );
     // The partition moves: the new owner's claim sees offset 5 and advances.
-    assert_eq!(offsets.claim(&**conn, &key, new).await.unwrap(), Some(5));
+    // Another cluster's claim sees the offset and the cluster it belongs
+    // to, which it does not overwrite (Shared::claim halts on it).
+    let moved = offsets
+        .claim(&**conn, &key, new, Some("green"))
+        .await
+        .unwrap();
+    assert_eq!(
+        moved,
+        sluice::offsets::Claimed {
+            next_offset: Some(5),
+            cluster_id: Some("blue".into()),
+            adopted: false,
+        }
+    );
     assert_eq!(
         committer(new)
             .commit(Some(5), &records(5..10))
@@ -268,14 +288,14 @@ async fn a_stale_worker_cannot_record_a_halt() {
         partition: 0,
     };
     let (stale, owner) = (Uuid::new_v4(), Uuid::new_v4());
-    offsets.claim(&**client, &key, stale).await.unwrap();
+    offsets.claim(&**client, &key, stale, None).await.unwrap();
     assert!(offsets
         .record_halt(&**client, &key, stale, 5, "bad record", None)
         .await
         .unwrap());
     // The new owner's claim clears the halt; the stale worker's retry of
     // its halt must not bring it back.
-    offsets.claim(&**client, &key, owner).await.unwrap();
+    offsets.claim(&**client, &key, owner, None).await.unwrap();
     let halts = "SELECT count(*) FROM sluice.halts";
     assert_eq!(count(&client, halts).await, 0);
     assert!(!offsets

@@ -146,7 +146,7 @@ async fn through_pgbouncer_replicas_migrate_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     let held = count(
         &db.client,
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \

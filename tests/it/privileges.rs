@@ -202,7 +202,7 @@ async fn the_runtime_role_needs_exactly_the_documented_grants() {
 
     let (code, text) = migrate(&config(brokers, &as_role(&owner)));
     assert_eq!(code, 0, "the owner migrates:\n{text}");
-    assert!(text.contains("migrations applied: [1, 2, 3]"), "{text}");
+    assert!(text.contains("migrations applied: [1, 2, 3, 4]"), "{text}");
     connect(&as_role(&owner))
         .await
         .batch_execute(&fill(OWNER_GRANTS))

@@ -67,6 +67,9 @@ pub struct TansuOptions {
     /// sqlite storage in the broker's directory, kept across
     /// [`Tansu::kill`] and [`Tansu::restart`]; default: in memory.
     pub durable: bool,
+    /// The cluster id the broker reports (tansu's default:
+    /// `tansu_cluster`), for two clusters that must differ.
+    pub cluster_id: Option<String>,
 }
 
 impl Tansu {
@@ -118,6 +121,9 @@ impl Tansu {
             .stdout(Stdio::null());
         if self.options.authentication {
             command.arg("--authentication");
+        }
+        if let Some(id) = &self.options.cluster_id {
+            command.args(["--cluster-id", id]);
         }
         // TANSU_LOG=<file> keeps the group coordinator's log for a diagnosis.
         match std::env::var("TANSU_LOG") {
