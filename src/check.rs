@@ -56,7 +56,16 @@ fn report(problems: &[Problem], code: u8) -> ExitCode {
 }
 
 /// A partition's stored next offset: (topic, partition, offset).
-type Stored = Vec<(String, i32, i64)>;
+type Stored = Vec<StoredOffset>;
+
+/// A partition's stored offset and the Kafka cluster it belongs to.
+#[derive(Debug, Clone)]
+struct StoredOffset {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    cluster_id: Option<String>,
+}
 
 /// What `check` says about Postgres for `config` (validated or not): the
 /// connection, the settings sluice sends, the tables, privileges, halts.
@@ -147,7 +156,9 @@ async fn check_postgres(config: &Config) -> (Vec<Problem>, Stored) {
 
 async fn stored_offsets(config: &Config, client: &tokio_postgres::Client) -> Stored {
     let sql = format!(
-        "SELECT topic, partition, next_offset FROM {}.offsets \
+        // The cluster through to_jsonb: a state schema older than
+        // migration 4 has no such column yet.
+        "SELECT topic, partition, next_offset, to_jsonb(o) ->> 'cluster_id' FROM {}.offsets o \
          WHERE group_id = $1 AND next_offset IS NOT NULL",
         quote_ident(&config.postgres.state_schema)
     );
@@ -157,22 +168,47 @@ async fn stored_offsets(config: &Config, client: &tokio_postgres::Client) -> Sto
         return Vec::new();
     };
     rows.iter()
-        .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
+        .filter_map(|r| {
+            Some(StoredOffset {
+                topic: r.try_get(0).ok()?,
+                partition: r.try_get(1).ok()?,
+                offset: r.try_get(2).ok()?,
+                cluster_id: r.try_get(3).ok()?,
+            })
+        })
         .collect()
 }
 
-/// Stored offsets outside their partition's log (what a worker halts on,
-/// or moves by `on_offset_out_of_range`), said before sluice runs.
+/// Stored offsets of another Kafka cluster, or outside their partition's
+/// log (what a worker halts on, or moves by `on_offset_out_of_range`),
+/// said before sluice runs.
 fn offsets_outside_the_log(
     config: &Config,
     consumer: &BaseConsumer<ProbeContext>,
     stored: &Stored,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (topic, partition, offset) in stored {
+    let cluster = consumer.client().fetch_cluster_id(KAFKA_TIMEOUT);
+    for stored in stored {
+        let (topic, partition, offset) = (&stored.topic, &stored.partition, &stored.offset);
         let Some(index) = config.routes.iter().position(|r| &r.topic == topic) else {
             continue;
         };
+        if let (Some(stored), Some(now)) = (&stored.cluster_id, &cluster) {
+            if stored != now {
+                problems.push(Problem {
+                    path: format!("routes[{index}].topic"),
+                    message: format!(
+                        "partition {topic}[{partition}]: the stored offset {offset} belongs to \
+                         Kafka cluster {stored}, but kafka.brokers are cluster {now}; the \
+                         partition halts until `sluice offsets set --topic {topic} --to \
+                         translate` (or another start point) moves it (docs/operations.md, \
+                         \"Blue/green cutover\")"
+                    ),
+                });
+                continue;
+            }
+        }
         let Ok(log) = crate::kafka::log::bounds(consumer, topic, *partition) else {
             continue;
         };
