@@ -20,8 +20,10 @@ pub struct KafkaConfig {
     /// The consumer group id; replicas sharing it split the partitions. Required.
     pub group_id: String,
     /// Where to start in a partition for which Postgres holds no offset yet:
-    /// `earliest`, `latest` or `committed` (the group's offset committed in
-    /// Kafka, falling back to earliest). Default: `earliest`.
+    /// `earliest`, `latest`, `committed` (the group's offset committed in
+    /// Kafka, falling back to earliest) or `timestamp:<RFC 3339>` (the first
+    /// record at or after that time, by the brokers' time index; the log end
+    /// when none is). Default: `earliest`.
     #[serde(default = "default_start_from")]
     pub start_from: StartFrom,
     /// How long a rebalance waits for the workers of revoked partitions to
@@ -73,8 +75,9 @@ pub struct KafkaConfig {
 }
 
 /// Where to start consuming a partition that has no offset in Postgres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Written `earliest`, `latest`, `committed` or `timestamp:<RFC 3339>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(into = "String")]
 pub enum StartFrom {
     /// The oldest message still in the partition.
     #[default]
@@ -83,6 +86,76 @@ pub enum StartFrom {
     Latest,
     /// The offset the consumer group committed in Kafka (earliest if none).
     Committed,
+    /// The first message whose timestamp is at or after this time (epoch
+    /// milliseconds), by the brokers' time index (the log end if none is).
+    Timestamp(i64),
+}
+
+impl TryFrom<String> for StartFrom {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            "committed" => Ok(StartFrom::Committed),
+            other => match other.strip_prefix("timestamp:") {
+                Some(time) => parse_epoch_ms(time)
+                    .map(StartFrom::Timestamp)
+                    .map_err(|e| format!("{other:?}: {e}")),
+                None => Err(format!(
+                    "{other:?} is not a start: write earliest, latest, committed or \
+                     timestamp:<RFC 3339 time> (timestamp:2026-12-01T00:00:00Z)"
+                )),
+            },
+        }
+    }
+}
+
+// By hand rather than `try_from = "String"`: an error raised inside the
+// scalar's visitor carries the field's path (kafka.start_from), while one
+// raised after the string was read is reported at the enclosing map.
+impl<'de> Deserialize<'de> for StartFrom {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StartFrom;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("earliest, latest, committed or timestamp:<RFC 3339 time>")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<StartFrom, E> {
+                StartFrom::try_from(text.to_owned()).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl From<StartFrom> for String {
+    fn from(start: StartFrom) -> String {
+        match start {
+            StartFrom::Earliest => "earliest".into(),
+            StartFrom::Latest => "latest".into(),
+            StartFrom::Committed => "committed".into(),
+            StartFrom::Timestamp(ms) => format!("timestamp:{}", format_epoch_ms(ms)),
+        }
+    }
+}
+
+/// An RFC 3339 time as epoch milliseconds (Kafka's timestamps).
+pub fn parse_epoch_ms(time: &str) -> Result<i64, String> {
+    let at = humantime::parse_rfc3339_weak(time)
+        .map_err(|e| format!("not an RFC 3339 time ({e}); write it like 2026-12-01T00:00:00Z"))?;
+    let since = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "a time before 1970 has no Kafka timestamp".to_string())?;
+    i64::try_from(since.as_millis()).map_err(|_| "a time too far ahead".to_string())
+}
+
+/// Epoch milliseconds as an RFC 3339 time (UTC, milliseconds).
+pub fn format_epoch_ms(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0).unsigned_abs());
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// Raw settings whose values may be credentials (a keystore password, an

@@ -242,7 +242,31 @@ fn bad_enum_value() {
     assert_one(
         &p,
         "kafka.start_from",
-        "unknown variant `newest`, expected one of `earliest`, `latest`, `committed`",
+        "\"newest\" is not a start: write earliest, latest, committed or \
+         timestamp:<RFC 3339 time> (timestamp:2026-12-01T00:00:00Z)",
+    );
+}
+
+#[test]
+fn start_from_takes_a_time() {
+    let at = MINIMAL.replace(
+        "  group_id: g\n",
+        "  group_id: g\n  start_from: \"timestamp:2026-12-01T00:00:00Z\"\n",
+    );
+    let c = parse(&at).unwrap();
+    assert_eq!(c.kafka.start_from, StartFrom::Timestamp(1_796_083_200_000));
+    assert_eq!(
+        String::from(c.kafka.start_from),
+        "timestamp:2026-12-01T00:00:00.000Z"
+    );
+    let p = problems(&MINIMAL.replace(
+        "  group_id: g\n",
+        "  group_id: g\n  start_from: \"timestamp:yesterday\"\n",
+    ));
+    assert!(
+        p.iter()
+            .any(|q| q.path == "kafka.start_from" && q.message.contains("RFC 3339")),
+        "{p:?}"
     );
 }
 
@@ -320,7 +344,7 @@ fn expanded_values_never_appear_in_errors() {
     let text = MINIMAL.replace("group_id: g", "group_id: g\n  start_from: ${MODE}");
     let err = Config::from_yaml(&text, |_| Some("pw".into())).unwrap_err();
     assert!(!err.to_string().contains("pw"), "{err}");
-    assert!(err.to_string().contains("unknown variant `***`"), "{err}");
+    assert!(err.to_string().contains("\"***\" is not a start"), "{err}");
 
     let text = MINIMAL.replace("brokers: \"k:9092\"", "brokers: [${PG_PASSWORD}");
     let err = Config::from_yaml(&text, |_| Some("hunter2-secret".into())).unwrap_err();

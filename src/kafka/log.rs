@@ -65,3 +65,29 @@ pub fn committed<C: ConsumerContext, K: Consumer<C>>(
         })
         .collect())
 }
+
+/// For each of these partitions, the first offset whose timestamp is at or
+/// after `epoch_ms` by the brokers' time index; a partition with none (every
+/// record is older) is absent.
+pub fn offsets_for_time<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    partitions: &[i32],
+    epoch_ms: i64,
+) -> KafkaResult<HashMap<i32, i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(epoch_ms))?;
+    }
+    let found = consumer.offsets_for_times(tpl, QUERY_TIMEOUT)?;
+    let mut offsets = HashMap::new();
+    for e in found.elements() {
+        e.error()?;
+        if let Offset::Offset(n) = e.offset() {
+            if n >= 0 {
+                offsets.insert(e.partition(), n);
+            }
+        }
+    }
+    Ok(offsets)
+}

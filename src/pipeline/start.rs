@@ -28,7 +28,8 @@ pub struct StartFacts {
     bounds: HashMap<i32, LogBounds>,
     /// `latest`: the log end of every partition the topic has now.
     ends: Vec<(i32, i64)>,
-    /// `committed`: the offsets the group committed to Kafka.
+    /// `committed`: the offsets the group committed to Kafka;
+    /// `timestamp:`: the offsets the brokers found for the time.
     committed: HashMap<i32, i64>,
 }
 
@@ -59,6 +60,9 @@ impl StartFacts {
             StartFrom::Committed => {
                 facts.committed = log::committed(consumer, topic, partitions)?;
             }
+            StartFrom::Timestamp(ms) => {
+                facts.committed = log::offsets_for_time(consumer, topic, partitions, ms)?;
+            }
         }
         Ok(facts)
     }
@@ -71,6 +75,11 @@ impl StartFacts {
         let low = self.bounds.get(&partition).map_or(0, |b| b.low);
         match start_from {
             StartFrom::Committed => self.committed.get(&partition).copied().unwrap_or(low),
+            // No record at or after the time: the log end.
+            StartFrom::Timestamp(_) => match self.committed.get(&partition) {
+                Some(offset) => *offset,
+                None => self.bounds.get(&partition).map_or(0, |b| b.high),
+            },
             StartFrom::Earliest | StartFrom::Latest => low,
         }
     }
@@ -135,5 +144,7 @@ mod tests {
         assert_eq!(facts.fallback(StartFrom::Latest, 1), 3);
         assert_eq!(facts.fallback(StartFrom::Committed, 0), 12);
         assert_eq!(facts.fallback(StartFrom::Committed, 1), 3);
+        assert_eq!(facts.fallback(StartFrom::Timestamp(1), 0), 12);
+        assert_eq!(facts.fallback(StartFrom::Timestamp(1), 1), 9);
     }
 }
