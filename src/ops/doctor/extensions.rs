@@ -27,27 +27,51 @@ async fn installed(client: &Client, name: &str) -> Result<Option<String>, tokio_
     rows.first().map(|r| r.try_get(0)).transpose()
 }
 
+/// `shared_preload_libraries` as the evidence shows it: a role without
+/// pg_read_all_settings cannot read it (pg_settings leaves it out).
+fn preload_list(settings: &Settings) -> String {
+    match settings.raw("shared_preload_libraries") {
+        Some(list) => format!("'{list}'"),
+        None => "hidden from this role".to_owned(),
+    }
+}
+
 async fn pg_stat_statements(
     client: &Client,
     settings: &Settings,
 ) -> Result<Finding, tokio_postgres::Error> {
     const CHECK: &str = "pg_stat_statements";
-    let preloaded = settings.preloads("pg_stat_statements");
     let version = installed(client, "pg_stat_statements").await?;
+    // Reading one row is what fails when the library was not preloaded, and
+    // it needs no privilege to read shared_preload_libraries.
+    let works = match &version {
+        Some(_) => query(
+            client,
+            "SELECT count(*) FROM (SELECT 1 FROM pg_stat_statements LIMIT 1) AS one",
+            &[],
+        )
+        .await
+        .map_err(|e| crate::pg::error_text(&e)),
+        None => Err("not installed".to_owned()),
+    };
     let evidence = format!(
-        "shared_preload_libraries='{}'; extension in this database: {}",
-        settings.shown("shared_preload_libraries"),
+        "shared_preload_libraries {}; extension in this database: {}{}",
+        preload_list(settings),
         version.as_deref().unwrap_or("not installed"),
+        match (&version, &works) {
+            (Some(_), Err(e)) => format!(", reading it fails: {e}"),
+            _ => String::new(),
+        }
     );
-    Ok(match (preloaded, version) {
-        (true, Some(_)) => Finding::ok(CHECK, evidence),
-        (true, None) => Finding::info(
+    Ok(match (version, works) {
+        (Some(_), Ok(_)) => Finding::ok(CHECK, evidence),
+        (None, _) if settings.preloads("pg_stat_statements") => Finding::info(
             CHECK,
             evidence,
             "CREATE EXTENSION pg_stat_statements; then SELECT query, calls, mean_exec_time FROM \
              pg_stat_statements ORDER BY total_exec_time DESC shows where commit time goes",
         ),
-        (false, _) => Finding::info(
+        _ => Finding::info(
             CHECK,
             evidence,
             "add pg_stat_statements to shared_preload_libraries (restart) and CREATE EXTENSION \
@@ -59,12 +83,15 @@ async fn pg_stat_statements(
 
 async fn pgaudit(client: &Client, settings: &Settings) -> Result<Finding, tokio_postgres::Error> {
     const CHECK: &str = "pgaudit";
-    if !settings.preloads("pgaudit") {
+    // pg_settings lists a module's settings only once it is loaded (a
+    // placeholder set without the module is left out), for any role.
+    if !settings.preloads("pgaudit") && settings.raw("pgaudit.log").is_none() {
         return Ok(Finding::ok(
             CHECK,
             format!(
-                "pgaudit is not in shared_preload_libraries ('{}'): nothing is audited",
-                settings.shown("shared_preload_libraries")
+                "pgaudit is not loaded (no pgaudit.log setting; shared_preload_libraries {}): \
+                 nothing is audited",
+                preload_list(settings)
             ),
         ));
     }
