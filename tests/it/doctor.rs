@@ -273,3 +273,33 @@ async fn doctor_exits_2_naming_an_unreachable_postgres() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("invalid configuration"), "{text}");
 }
+
+/// Through a transaction-pooling PgBouncer (as sluice is often deployed)
+/// doctor works: only unnamed statements, nothing kept on a server
+/// connection between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_runs_through_pgbouncer_transaction_pooling() {
+    let db = crate::pgbouncer::target_db("doctor_bouncer", crate::pgbouncer::Via::PgBouncer).await;
+    db.client
+        .batch_execute("CREATE TABLE accounts (id text PRIMARY KEY, balance integer)")
+        .await
+        .unwrap();
+    let yaml = config_yaml(
+        &db.url,
+        "  - topic: accounts
+    table: accounts
+    mode: upsert
+    key: [id]
+    columns: {id: /id, balance: /balance}
+",
+    );
+    // Twice: the second run reuses server connections the first one left.
+    for _ in 0..2 {
+        let (report, _) = doctor(&yaml, 1).await;
+        assert_names(
+            find(&report, "upsert_key", Some("public.accounts"), "ok"),
+            &["accounts_pkey (id)"],
+        );
+    }
+    db.assert_pooler_clean();
+}

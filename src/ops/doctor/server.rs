@@ -141,8 +141,8 @@ async fn checkpoints(
              max_wal_size (to about the WAL written per checkpoint_timeout, times 2) so they come \
              from the timer; each checkpoint makes the next writes log full pages, which slows \
              COPY. Requested checkpoints also count manual CHECKPOINT, CREATE/DROP DATABASE and \
-             base backups: judge over a busy period (SELECT pg_stat_reset_shared(...) starts a \
-             new one)",
+             base backups: judge over a busy period (pg_stat_reset_shared('bgwriter'), \
+             'checkpointer' on PostgreSQL 17+, starts one)",
         ),
         false => Finding::ok("checkpoints", evidence),
     })
