@@ -51,7 +51,9 @@
 //! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
 //! - [`ops`]: operator commands on the state in Postgres: `sluice
 //!   dead-letters list` and `replay` (a dead letter written through its
-//!   route, and removed, in one transaction).
+//!   route, and removed, in one transaction), and `sluice doctor` (what in
+//!   the database's settings, target tables and sessions slows sluice down,
+//!   `ops::doctor`).
 //! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
 //!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
 //! - [`logging`]: tracing set-up.

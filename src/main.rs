@@ -61,6 +61,22 @@ enum Command {
         #[command(subcommand)]
         command: DeadLettersCommand,
     },
+    /// Inspect the Postgres the config points at: settings, target tables,
+    /// indexes, sessions and replication, each finding with the value seen
+    /// and what to change. Only reads. Exits 0 when nothing warns, 1 when
+    /// something does, 2 when it cannot run.
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How many replicas of sluice share the database: the connection
+        /// budget is this × postgres.pool_size.
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        replicas: u32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which dead letters (of the configured group); every filter given holds.
@@ -145,6 +161,11 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Print { config },
             } => print_config(&config.config),
             Command::DeadLetters { command } => dead_letters(command).await,
+            Command::Doctor {
+                config,
+                replicas,
+                json,
+            } => doctor(&config.config, replicas, json).await,
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
                     format: LogFormat::Text,
@@ -258,6 +279,25 @@ async fn dead_letters(command: DeadLettersCommand) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn doctor(path: &std::path::Path, replicas: u32, json: bool) -> ExitCode {
+    // A config that cannot be used is "cannot run" too: 2, like an
+    // unreachable Postgres, so a runbook tells it from warnings (1).
+    let Ok(config) = load(path) else {
+        return ExitCode::from(2);
+    };
+    sluice::logging::init(&config.log);
+    match sluice::ops::doctor_command(&config, replicas, json).await {
+        Ok((text, healthy)) => {
+            print!("{text}");
+            ExitCode::from(if healthy { 0 } else { 1 })
         }
         Err(e) => {
             eprintln!("error: {e}");

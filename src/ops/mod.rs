@@ -1,7 +1,9 @@
 //! Operator commands that act on a deployment's state in Postgres, apart
-//! from running the sink: `sluice dead-letters list` and `replay`.
+//! from running the sink: `sluice dead-letters list` and `replay`, and
+//! `sluice doctor` (what in the database slows sluice down).
 
 pub mod dead_letters;
+pub mod doctor;
 pub mod replay;
 
 /// What an operator command can fail with.
@@ -52,6 +54,22 @@ pub async fn replay_command(
         false => report.text(),
     };
     Ok((text, report.failed() == 0))
+}
+
+/// `sluice doctor`: the findings as text or JSON, and whether none is a
+/// warning.
+pub async fn doctor_command(
+    config: &crate::config::Config,
+    replicas: u32,
+    json: bool,
+) -> Result<(String, bool), OpsError> {
+    let client = crate::pg::connect(&config.postgres).await?;
+    let report = doctor::diagnose(&client, config, replicas).await?;
+    let text = match json {
+        true => to_json(&report)?,
+        false => report.text(),
+    };
+    Ok((text, report.healthy()))
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, OpsError> {

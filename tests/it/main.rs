@@ -16,6 +16,7 @@ mod broker_outage_mock;
 mod check;
 mod crash;
 mod dead_letter_replay;
+mod doctor;
 mod edges;
 mod exactly_once;
 mod failover;
