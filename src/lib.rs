@@ -51,7 +51,10 @@
 //! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
 //! - [`ops`]: operator commands on the state in Postgres: `sluice
 //!   dead-letters list` and `replay` (a dead letter written through its
-//!   route, and removed, in one transaction).
+//!   route, and removed, in one transaction), and `sluice status`, the
+//!   cutover gate (`ops::status`: the state rows, the brokers' logs and
+//!   the next unwritten record's timestamp, the replicas' `/readyz`, the
+//!   report and its exit code).
 //! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
 //!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
 //! - [`logging`]: tracing set-up.
