@@ -51,9 +51,11 @@
 //! - [`check`]: `sluice check`. [`demo`]: `sluice demo`.
 //! - [`ops`]: operator commands on the state in Postgres: `sluice
 //!   dead-letters list` and `replay` (a dead letter written through its
-//!   route, and removed, in one transaction), and `sluice doctor` (what in
+//!   route, and removed, in one transaction), `sluice doctor` (what in
 //!   the database's settings, target tables and sessions slows sluice down,
-//!   `ops::doctor`).
+//!   `ops::doctor`), and `sluice status`, the cutover gate (`ops::status`:
+//!   the state rows, the brokers' logs and the next unwritten record's
+//!   timestamp, the replicas' `/readyz`, the report and its exit code).
 //! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
 //!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
 //! - [`logging`]: tracing set-up.

@@ -77,6 +77,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The cutover gate: per partition the log, the stored offset, the lag
+    /// in records and seconds, the owner, halts; dead letters per route;
+    /// the consumer group. Exits 0 when every partition is caught up and
+    /// nothing is halted, 1 when lagging, 2 when halted or on an error.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: sluice::ops::status::StatusArgs,
+    },
 }
 
 /// Which dead letters (of the configured group); every filter given holds.
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
                 replicas,
                 json,
             } => doctor(&config.config, replicas, json).await,
+            Command::Status { config, args } => status(config, args).await,
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
                     format: LogFormat::Text,
@@ -298,6 +309,39 @@ async fn doctor(path: &std::path::Path, replicas: u32, json: bool) -> ExitCode {
         Ok((text, healthy)) => {
             print!("{text}");
             ExitCode::from(if healthy { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `sluice status`: a config or flag that cannot be used is exit 2 too,
+/// so that a runbook's gate never reads it as "lagging".
+async fn status(path: ConfigArg, args: sluice::ops::status::StatusArgs) -> ExitCode {
+    let config = match Config::load(&path.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: invalid configuration {}:\n{e}",
+                path.config.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    sluice::logging::init(&config.log);
+    let options = match args.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match sluice::ops::status_command(&config, &options).await {
+        Ok((text, code)) => {
+            print!("{text}");
+            ExitCode::from(code)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,10 +1,12 @@
 //! Operator commands that act on a deployment's state in Postgres, apart
 //! from running the sink: `sluice dead-letters list` and `replay`, and
-//! `sluice doctor` (what in the database slows sluice down).
+//! `sluice doctor` (what in the database slows sluice down) and `sluice
+//! status` (the cutover gate).
 
 pub mod dead_letters;
 pub mod doctor;
 pub mod replay;
+pub mod status;
 
 /// What an operator command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,12 @@ pub enum OpsError {
     Plan(String),
     #[error("{0}")]
     Usage(String),
+    /// The first contact with the brokers failed; names the config field.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::probe::ProbeError),
+    /// A question to the brokers after the first contact failed.
+    #[error("kafka.brokers: {0}")]
+    Broker(String),
 }
 
 impl From<tokio_postgres::Error> for OpsError {
@@ -70,6 +78,21 @@ pub async fn doctor_command(
         false => report.text(),
     };
     Ok((text, report.healthy()))
+}
+
+/// `sluice status`: the report as text or JSON, and the exit code its
+/// verdict gives (0 caught up, 1 lagging, 2 halted); an error is exit 2
+/// for the caller to print.
+pub async fn status_command(
+    config: &crate::config::Config,
+    options: &status::Options,
+) -> Result<(String, u8), OpsError> {
+    let report = status::run(config, options).await?;
+    let text = match options.json {
+        true => to_json(&report)?,
+        false => report.text(),
+    };
+    Ok((text, report.exit_code))
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, OpsError> {

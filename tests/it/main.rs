@@ -36,6 +36,7 @@ mod quoting;
 mod rebalance;
 mod routes;
 mod scaling;
+mod status;
 mod throttle;
 mod upsert;
 mod write_errors;
