@@ -130,7 +130,7 @@ pub async fn run(
     let brake = shared.throttle.as_ref().map(|throttle| {
         tokio::spawn(crate::throttle::adaptive::run(
             Arc::clone(throttle),
-            shared.pool.clone(),
+            shared.pool.unmetered().clone(),
             shared.stop.clone(),
         ))
     });

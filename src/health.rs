@@ -78,7 +78,7 @@ pub async fn probe_postgres(shared: Arc<Shared>, stop: CancellationToken) {
     };
     loop {
         let probe = async {
-            match shared.pool.timeout_get(&timeouts).await {
+            match shared.pool.unmetered().timeout_get(&timeouts).await {
                 Ok(client) => {
                     let answered = tokio::time::timeout(
                         Duration::from_secs(3),

@@ -108,6 +108,9 @@ fn route(
                 .metrics
                 .ready
                 .set(i64::from(shared.readiness().is_ok()));
+            // Checkouts refresh the pool gauges too, but an idle replica
+            // makes none.
+            shared.pool.refresh();
             let mut body = Vec::new();
             let encoder = TextEncoder::new();
             match encoder.encode(&registry.gather(), &mut body) {

@@ -42,7 +42,9 @@
 //! - [`pg`]: the Postgres connection pool, and libpq-compatible TLS
 //!   (`sslmode`, `sslrootcert`, client certificates) read from the URL,
 //!   `postgres.ssl` or the `PGSSL*` environment.
-//! - [`metrics`]: Prometheus metrics on a registry passed in.
+//! - [`metrics`]: Prometheus metrics on a registry passed in; where a
+//!   batch's time goes in Postgres (the pool, each transaction phase) in
+//!   `metrics::pg`, the pool's checkouts timed by `pg::MeteredPool`.
 //! - [`throttle`]: the replica's rows/bytes-per-second budget and its
 //!   adaptive brake (AIMD on commit latency and replication lag).
 //! - [`backoff`]: retry delays.

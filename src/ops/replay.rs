@@ -229,7 +229,9 @@ impl Replayer<'_> {
             self.failed_again(client, id, &reason, None).await?;
             return Ok(item(Replayed::FailedAgain { reason }));
         }
-        match writer.write_rows(&txn, &slice, None).await {
+        // Not a batch: no phase metrics (this process exports none).
+        let mut clock = crate::metrics::PhaseClock::unobserved();
+        match writer.write_rows(&txn, &slice, None, &mut clock).await {
             Ok(stats) => {
                 if self.dry_run {
                     txn.rollback().await?;

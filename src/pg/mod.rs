@@ -12,11 +12,13 @@
 //!   every Postgres error a user sees.
 //! - `settings`: the `SET LOCAL`s of every batch transaction, each tied to
 //!   the config field it comes from.
+//! - [`metered`]: the pool as partition workers use it, each checkout timed.
 
 pub mod conninfo;
 mod diagnose;
 mod error;
 mod files;
+pub mod metered;
 mod names;
 mod said;
 mod settings;
@@ -24,6 +26,8 @@ mod settings;
 mod test_pki;
 pub mod tls;
 mod verify;
+
+pub use metered::MeteredPool;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

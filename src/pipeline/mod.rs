@@ -24,6 +24,7 @@ use crate::health::Reachability;
 use crate::kafka::repeats::Repeats;
 use crate::metrics::Metrics;
 use crate::offsets::{OffsetStore, PartitionKey};
+use crate::pg::MeteredPool;
 use crate::sink::error::{ErrorClass, SinkError};
 use crate::sink::topic::TopicWriter;
 use crate::throttle::Throttle;
@@ -32,7 +33,8 @@ pub use workers::Workers;
 
 /// Read-mostly state every worker uses.
 pub struct Shared {
-    pub pool: Pool,
+    /// Every checkout of a partition worker is timed through it.
+    pub pool: MeteredPool,
     pub offsets: OffsetStore,
     /// The table writer of each routed topic.
     pub writers: HashMap<String, Arc<TopicWriter>>,
@@ -128,7 +130,7 @@ impl Shared {
                 .set(f64::from(adaptive.min_rows_per_second));
         }
         Shared {
-            pool,
+            pool: MeteredPool::new(pool, metrics.pool.clone()),
             offsets: OffsetStore::new(&config.postgres.state_schema),
             writers,
             metrics,

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Object;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -27,6 +27,7 @@ use crate::backoff::Backoff;
 use crate::config::{OnError, RetryConfig};
 use crate::metrics::Metrics;
 use crate::offsets::{judge, FenceVerdict, OffsetStore, PartitionKey};
+use crate::pg::MeteredPool;
 use crate::record::Record;
 use crate::throttle::Throttle;
 
@@ -54,7 +55,7 @@ pub enum Outcome {
 
 /// Everything a partition worker needs to commit its batches.
 pub struct Committer<'a> {
-    pub pool: &'a Pool,
+    pub pool: &'a MeteredPool,
     pub offsets: &'a OffsetStore,
     pub writer: &'a TopicWriter,
     pub metrics: &'a Metrics,
@@ -227,7 +228,9 @@ impl Committer<'_> {
 
     async fn attempt(&self, slice: &Slice<'_>) -> Result<Attempt, Failure> {
         let mut client = self.pool.get().await.map_err(SinkError::from)?;
-        let write = self.writer.write(&mut client, self.offsets, slice);
+        let write = self
+            .writer
+            .write(&mut client, self.offsets, slice, &self.metrics.phases);
         let result = match tokio::time::timeout(self.deadline, write).await {
             Ok(result) => result,
             Err(_) => Err(SinkError::Timeout(self.deadline).into()),
@@ -319,7 +322,7 @@ fn record_route(m: &Metrics, writer: &TableWriter, stats: &WriteStats) {
 /// PgBouncer (1.18) drops once the first one ended the transaction
 /// (docs/operations.md, "PgBouncer").
 pub async fn read_offset(
-    pool: &Pool,
+    pool: &MeteredPool,
     offsets: &OffsetStore,
     key: &PartitionKey,
     deadline: Duration,

@@ -1,7 +1,8 @@
 //! Writes one slice of a partition's records in one transaction, for every
 //! route of its topic: the session settings and the fence first (so a
 //! stale worker writes nothing), then each route's rows and dead letters
-//! in route order (sink::writer), then COMMIT. The routes of a topic share
+//! in route order (sink::writer), then COMMIT, each phase timed
+//! (`sluice_pg_transaction_phase_seconds`). The routes of a topic share
 //! the partition's offset, so their tables always agree: a record is in
 //! all of them (or dead-lettered for the route that refused it), or, the
 //! transaction having failed, in none.
@@ -12,6 +13,7 @@ use super::attempt::{Attempt, Slice, WriteStats};
 use super::error::SinkError;
 use super::writer::TableWriter;
 use crate::config::PostgresConfig;
+use crate::metrics::{Phase, PhaseClock, TransactionPhases};
 use crate::offsets::OffsetStore;
 
 /// The routes of one topic, in config order.
@@ -56,13 +58,14 @@ impl TopicWriter {
         &self.routes
     }
 
-    /// One attempt at writing `slice` in one transaction. Committed: one
-    /// `WriteStats` per route, in route order.
+    /// One attempt at writing `slice` in one transaction, its phases timed
+    /// on `phases`. Committed: one `WriteStats` per route, in route order.
     pub async fn write(
         &self,
         client: &mut deadpool_postgres::Client,
         offsets: &OffsetStore,
         slice: &Slice<'_>,
+        phases: &TransactionPhases,
     ) -> Result<Attempt, Failure> {
         if slice.refused.is_empty() {
             // The earliest record some `on_error: stop` route cannot decode.
@@ -76,8 +79,15 @@ impl TopicWriter {
             }
         }
         let txn = client.transaction().await?;
-        match self.write_in(&txn, offsets, slice).await {
+        // Observed when dropped: also when the attempt fails, or is
+        // abandoned at its deadline mid-phase.
+        let mut clock = phases.clock();
+        let written = self.write_in(&txn, offsets, slice, &mut clock).await;
+        // A failed phase ends with its error; the rollback is no phase's.
+        clock.stop();
+        match written {
             Ok(Some(stats)) => {
+                clock.start(Phase::Commit);
                 txn.commit().await?;
                 Ok(Attempt::Committed(stats))
             }
@@ -107,8 +117,10 @@ impl TopicWriter {
         txn: &Transaction<'_>,
         offsets: &OffsetStore,
         slice: &Slice<'_>,
+        clock: &mut PhaseClock<'_>,
     ) -> Result<Option<Vec<WriteStats>>, Failure> {
         // Sent together (one round trip): the settings, then the fence.
+        clock.start(Phase::Fence);
         let (_, advanced) = futures::try_join!(
             txn.batch_execute(&self.settings),
             offsets.advance(
@@ -126,7 +138,7 @@ impl TopicWriter {
         let mut all = Vec::with_capacity(self.routes.len());
         for (index, route) in self.routes.iter().enumerate() {
             let stats = route
-                .write_rows(txn, slice, slice.refused_by(index))
+                .write_rows(txn, slice, slice.refused_by(index), clock)
                 .await
                 .map_err(|error| Failure {
                     route: Some(index),

@@ -13,6 +13,7 @@ use super::decode::{Decoded, RowDecoder};
 use super::error::SinkError;
 use super::rows::{RowSql, RowWriter, Shape};
 use crate::config::{quote_ident, Mode, OnError, PostgresConfig, TableName, WriteMethod};
+use crate::metrics::{Phase, PhaseClock};
 use crate::record::Record;
 
 /// What one record turns into.
@@ -208,13 +209,16 @@ impl TableWriter {
     /// This route's statements for `slice` in `txn`, after the fence: the
     /// rows (appended, or upserted and deleted), then the dead letters.
     /// With `refused`, the slice's (single) record is dead-lettered for
-    /// this route instead of written.
+    /// this route instead of written. `clock` times the rows and the dead
+    /// letters (the latter only when there are any).
     pub async fn write_rows(
         &self,
         txn: &Transaction<'_>,
         slice: &Slice<'_>,
         refused: Option<&Refused>,
+        clock: &mut PhaseClock<'_>,
     ) -> Result<WriteStats, SinkError> {
+        clock.start(Phase::Rows);
         let mut cells = Vec::with_capacity(self.decoder.columns().len());
         let mut stats = WriteStats::default();
         let mut dead: Vec<(&Record, Refused, DeadLetterKind)> = Vec::new();
@@ -253,6 +257,9 @@ impl TableWriter {
         }
         if let (Some(upsert), None) = (&self.upsert, refused) {
             self.upsert(txn, upsert, ops, &mut stats).await?;
+        }
+        if !dead.is_empty() {
+            clock.start(Phase::DeadLetters);
         }
         dead_letters::write(
             txn,

@@ -406,7 +406,7 @@ async fn dead_letters_from_before_route_names_replay_through_their_tables_route(
         sluice::migrate::migrate(&mut client, "sluice")
             .await
             .unwrap(),
-        [3]
+        [3, 4]
     );
     assert_eq!(
         count(

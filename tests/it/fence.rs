@@ -43,6 +43,7 @@ async fn a_stale_worker_cannot_commit() {
     let writers = sluice::sink::plan_writers(&config, &**conn).await.unwrap();
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).unwrap();
+    let pool = sluice::pg::MeteredPool::new(pool, metrics.pool.clone());
     let offsets = OffsetStore::new("sluice");
     let key = PartitionKey {
         group_id: "g".into(),

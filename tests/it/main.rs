@@ -29,6 +29,7 @@ mod methods;
 mod observability;
 mod outages;
 mod pg_errors;
+mod pg_metrics;
 mod pg_tls;
 mod poison;
 mod privileges;

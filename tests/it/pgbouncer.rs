@@ -206,7 +206,9 @@ async fn an_abandoned_offset_read_does_not_hold_up_the_next_checkout() {
             db.url
         );
         let config = sluice::config::Config::from_yaml(&yaml, |_| None).unwrap();
-        let pool = sluice::pg::pool(&config.postgres).unwrap();
+        let metrics = sluice::metrics::Metrics::register(&prometheus::Registry::new()).unwrap();
+        let pool =
+            sluice::pg::MeteredPool::new(sluice::pg::pool(&config.postgres).unwrap(), metrics.pool);
         let offsets = sluice::offsets::OffsetStore::new("sluice");
         let key = sluice::offsets::PartitionKey {
             group_id: "g".into(),

@@ -1,10 +1,32 @@
 //! Prometheus metrics. One `Metrics` value is registered on a registry the
 //! application creates and passes down; nothing uses the global registry.
 
+mod pg;
+#[cfg(test)]
+mod tests;
+
 use prometheus::{
     Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
+
+pub use pg::{Phase, PhaseClock, PoolMetrics, TransactionPhases};
+
+/// The buckets of every latency histogram, 1 ms to 33 s doubling: one
+/// scale for a batch's commit and for its parts (pool wait, transaction
+/// phases), so they compare bucket for bucket.
+fn latency_buckets() -> Result<Vec<f64>, prometheus::Error> {
+    prometheus::exponential_buckets(0.001, 2.0, 16)
+}
+
+/// Registers `c` on `registry` and hands it back.
+fn reg<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    c: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -39,17 +61,14 @@ pub struct Metrics {
     pub poison_storms: IntCounter,
     pub ready: IntGauge,
     pub throttle_min_rate: Gauge,
+    /// The Postgres pool's state and checkout waits (pg::MeteredPool).
+    pub pool: PoolMetrics,
+    /// Time inside each batch transaction, by phase (sink::topic).
+    pub phases: TransactionPhases,
 }
 
 impl Metrics {
     pub fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(
-            registry: &Registry,
-            c: T,
-        ) -> Result<T, prometheus::Error> {
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        }
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             reg(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
         };
@@ -91,7 +110,7 @@ impl Metrics {
             batch_commit_seconds: histogram(
                 "sluice_batch_commit_seconds",
                 "Time to write and commit one batch transaction.",
-                prometheus::exponential_buckets(0.001, 2.0, 16)?,
+                latency_buckets()?,
             )?,
             batch_rows: histogram(
                 "sluice_batch_rows",
@@ -237,104 +256,11 @@ impl Metrics {
                 "Times a partition's stored offset did not fit the log, by where it was (ahead_of_end, behind_start) and what sluice did (halted, moved).",
                 &["topic", "edge", "action"],
             )?,
+            pool: PoolMetrics::register(registry)?,
+            phases: TransactionPhases::register(registry)?,
         };
         // Until a throttle says otherwise, the limit is infinite.
         metrics.throttle_rate.set(f64::INFINITY);
         Ok(metrics)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every metric sluice exports, with histograms' series suffixes.
-    fn exported() -> Vec<String> {
-        let registry = Registry::new();
-        let metrics = Metrics::register(&registry).expect("register");
-        // Families with labels appear once a label set is used.
-        let m = &metrics;
-        m.rows_written.with_label_values(&["t", "append"]).inc();
-        m.rows_skipped.with_label_values(&["t", "conflict"]).inc();
-        m.rows_deleted.with_label_values(&["t"]).inc();
-        m.dead_letters.with_label_values(&["t", "decode"]).inc();
-        m.pg_errors.with_label_values(&["08"]).inc();
-        m.rebalances.with_label_values(&["assign"]).inc();
-        m.partition_rows.with_label_values(&["t", "0"]).inc();
-        m.committed_offset.with_label_values(&["t", "0"]).set(1);
-        m.lag_records.with_label_values(&["t", "0"]).set(1);
-        m.lag_seconds.with_label_values(&["t", "0"]).set(1.0);
-        m.offset_gap_records.with_label_values(&["t"]).inc();
-        m.offset_out_of_range
-            .with_label_values(&["t", "behind_start", "moved"])
-            .inc();
-        let mut names = Vec::new();
-        for family in registry.gather() {
-            let name = family.name().to_string();
-            if family.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
-                names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
-            }
-            names.push(name);
-        }
-        names
-    }
-
-    fn mentioned(text: &str) -> Vec<String> {
-        let mut found: Vec<String> = text
-            .match_indices("sluice_")
-            .map(|(i, _)| {
-                text[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                    .collect()
-            })
-            .collect();
-        found.sort();
-        found.dedup();
-        found
-    }
-
-    #[test]
-    fn the_dashboard_uses_only_exported_metrics() {
-        let exported = exported();
-        for name in mentioned(include_str!("../docs/grafana-dashboard.json")) {
-            assert!(
-                exported.contains(&name),
-                "dashboard uses {name}, which sluice does not export"
-            );
-        }
-    }
-
-    #[test]
-    fn operations_doc_lists_every_metric_and_nothing_else() {
-        let exported = exported();
-        let doc = mentioned(include_str!("../docs/operations.md"));
-        for name in &exported {
-            let base = name
-                .trim_end_matches("_bucket")
-                .trim_end_matches("_sum")
-                .trim_end_matches("_count");
-            assert!(
-                doc.iter().any(|d| d == base),
-                "docs/operations.md does not describe {base}"
-            );
-        }
-        for name in doc {
-            assert!(
-                exported.contains(&name),
-                "docs/operations.md names {name}, which sluice does not export"
-            );
-        }
-    }
-
-    #[test]
-    fn counters_end_in_total() {
-        let registry = Registry::new();
-        Metrics::register(&registry).expect("register");
-        for family in registry.gather() {
-            if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
-                assert!(family.name().ends_with("_total"), "{}", family.name());
-            }
-        }
     }
 }
