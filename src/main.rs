@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use sluice::config::{Config, LogConfig, LogFormat};
 
 /// Exit code for a configuration that cannot be used (BSD's EX_USAGE).
+mod commands;
+
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
@@ -86,6 +88,35 @@ enum Command {
         config: ConfigArg,
         #[command(flatten)]
         args: sluice::ops::status::StatusArgs,
+    },
+    /// The offsets stored in Postgres, and the one way to move them.
+    Offsets {
+        #[command(subcommand)]
+        command: OffsetsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffsetsCommand {
+    /// Every stored offset of the group: the next offset per partition,
+    /// the Kafka cluster it belongs to, its owner, its last commit and
+    /// last record's time, halts.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move stored offsets, in one transaction: to the log's start or end,
+    /// an offset, a time, or the same place in another cluster's copy of
+    /// the log (translate). Exits 0 when moved (or a dry run could), 2
+    /// when refused or on an error; nothing is changed then.
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: sluice::ops::offsets::SetArgs,
     },
 }
 
@@ -175,8 +206,14 @@ fn main() -> ExitCode {
                 config,
                 replicas,
                 json,
-            } => doctor(&config.config, replicas, json).await,
-            Command::Status { config, args } => status(config, args).await,
+            } => commands::doctor(&config.config, replicas, json).await,
+            Command::Status { config, args } => commands::status(&config.config, args).await,
+            Command::Offsets {
+                command: OffsetsCommand::Show { config, json },
+            } => commands::offsets_show(&config.config, json).await,
+            Command::Offsets {
+                command: OffsetsCommand::Set { config, args },
+            } => commands::offsets_set(&config.config, args).await,
             Command::Demo(args) => {
                 sluice::logging::init(&LogConfig {
                     format: LogFormat::Text,
@@ -290,58 +327,6 @@ async fn dead_letters(command: DeadLettersCommand) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-async fn doctor(path: &std::path::Path, replicas: u32, json: bool) -> ExitCode {
-    // A config that cannot be used is "cannot run" too: 2, like an
-    // unreachable Postgres, so a runbook tells it from warnings (1).
-    let Ok(config) = load(path) else {
-        return ExitCode::from(2);
-    };
-    sluice::logging::init(&config.log);
-    match sluice::ops::doctor_command(&config, replicas, json).await {
-        Ok((text, healthy)) => {
-            print!("{text}");
-            ExitCode::from(if healthy { 0 } else { 1 })
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// `sluice status`: a config or flag that cannot be used is exit 2 too,
-/// so that a runbook's gate never reads it as "lagging".
-async fn status(path: ConfigArg, args: sluice::ops::status::StatusArgs) -> ExitCode {
-    let config = match Config::load(&path.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "error: invalid configuration {}:\n{e}",
-                path.config.display()
-            );
-            return ExitCode::from(2);
-        }
-    };
-    sluice::logging::init(&config.log);
-    let options = match args.options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match sluice::ops::status_command(&config, &options).await {
-        Ok((text, code)) => {
-            print!("{text}");
-            ExitCode::from(code)
         }
         Err(e) => {
             eprintln!("error: {e}");

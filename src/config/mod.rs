@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use columns::ColumnSource;
 use defaults::*;
 pub use error::{ConfigError, Problem};
-pub use kafka::{KafkaConfig, StartFrom};
+pub use kafka::{format_epoch_ms, parse_epoch_ms, KafkaConfig, StartFrom};
 pub use kafka_security::{KafkaSecurity, SaslConfig, SaslMechanism, SecurityProtocol, SslConfig};
 pub use names::{is_plain_identifier, quote_ident, TableName};
 pub use postgres_tls::{PgSslMode, PostgresSsl};

@@ -5,6 +5,7 @@
 
 pub mod dead_letters;
 pub mod doctor;
+pub mod offsets;
 pub mod replay;
 pub mod status;
 
@@ -95,7 +96,7 @@ pub async fn status_command(
     Ok((text, report.exit_code))
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String, OpsError> {
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String, OpsError> {
     serde_json::to_string_pretty(value)
         .map(|s| s + "\n")
         .map_err(|e| OpsError::Usage(format!("cannot write JSON: {e}")))
