@@ -12,6 +12,9 @@ pub mod store;
 pub mod target;
 mod text;
 
+#[cfg(test)]
+mod plan_tests;
+
 use std::time::Duration;
 
 use crate::config::{parse_duration, Config};

@@ -125,6 +125,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn routes_that_absorb_a_record_read_again() {
+        let config = Config::from_yaml(
+            r#"
+kafka: {brokers: "localhost:9092", group_id: g}
+postgres: {url: "postgres://localhost/db"}
+routes:
+  - {topic: t, table: by_coordinates, columns: {v: /v}}
+  - {topic: t, table: by_offset, key: [o], columns: {o: $offset, v: /v}}
+  - {topic: t, table: by_id, key: [id], columns: {id: /id}}
+  - {topic: t, table: latest, mode: upsert, key: [id], columns: {id: /id}}
+  - {topic: u, table: other, columns: {v: /v}}
+"#,
+            |_| None,
+        )
+        .expect("valid config");
+        let risks = risks(&config, &["t".into()]);
+        assert_eq!(risks.len(), 2, "{risks:?}");
+        assert!(risks[0].starts_with(
+            "route public.by_coordinates appends rows keyed by their Kafka coordinates"
+        ));
+        assert!(risks[1]
+            .starts_with("route public.by_offset appends rows keyed by o, a Kafka coordinate"));
+    }
+
+    #[test]
     fn targets_parse() {
         assert_eq!(Target::parse("earliest"), Ok(Target::Earliest));
         assert_eq!(Target::parse("latest"), Ok(Target::Latest));
