@@ -221,10 +221,11 @@ fn offsets_outside_the_log(
             Edge::BehindStart => format!("is below the log start {}", log.low),
         };
         let then = match action {
-            Action::Halt => {
-                "the partition halts until the stored offset is moved \
-                             (docs/operations.md, \"Stored offset outside the log\")"
-            }
+            Action::Halt => format!(
+                "the partition halts until `sluice offsets set --topic {topic} --partition \
+                 {partition} --to earliest` (or offset:<N>) moves the stored offset \
+                 (docs/operations.md, \"Stored offset outside the log\")"
+            ),
             Action::MoveTo(_) | Action::Retry => continue,
         };
         problems.push(Problem {

@@ -57,7 +57,10 @@
 //!   the database's settings, target tables and sessions slows sluice down,
 //!   `ops::doctor`), and `sluice status`, the cutover gate (`ops::status`:
 //!   the state rows, the brokers' logs and the next unwritten record's
-//!   timestamp, the replicas' `/readyz`, the report and its exit code).
+//!   timestamp, the replicas' `/readyz`, the report and its exit code),
+//!   and `sluice offsets show`/`set` (`ops::offsets`: the one way to move
+//!   stored offsets, to a place in the log, a time, or the same place in
+//!   another cluster's copy of it for a blue/green cutover).
 //! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
 //!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
 //! - [`logging`]: tracing set-up.

@@ -134,8 +134,10 @@ impl Shared {
                 Checked::Halt {
                     offset: stored,
                     reason: format!(
-                        "{what}; nothing is written until the stored offset is moved \
-                         (docs/operations.md, \"Stored offset outside the log\")"
+                        "{what}; nothing is written until `sluice offsets set --topic {} \
+                         --partition {} --to earliest` (or offset:<N>) moves the stored offset \
+                         (docs/operations.md, \"Stored offset outside the log\")",
+                        key.topic, key.partition
                     ),
                 }
             }
