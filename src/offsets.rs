@@ -79,6 +79,10 @@ pub struct Claimed {
     pub adopted: bool,
 }
 
+/// The latest Kafka timestamp stored as a record's time:
+/// 9999-12-31T23:59:59.999Z, within what a `timestamptz` holds.
+pub const MAX_RECORD_MS: i64 = 253_402_300_799_999;
+
 /// The owner of a row seeded for a partition nobody has claimed yet.
 pub const UNCLAIMED: Uuid = Uuid::nil();
 
@@ -200,6 +204,10 @@ impl OffsetStore {
         end: i64,
         last_record_ms: Option<i64>,
     ) -> Result<bool, tokio_postgres::Error> {
+        // A record's timestamp is whatever its producer set; one Postgres
+        // cannot hold (SQLSTATE 22008) must not fail the batch's commit.
+        // Such a time keeps the last one that fits.
+        let last_record_ms = last_record_ms.filter(|ms| (0..=MAX_RECORD_MS).contains(ms));
         let n = client
             .execute_typed(
                 &self.advance_sql,
