@@ -15,7 +15,8 @@ use super::{units, KafkaSecurity, OffsetOutOfRange};
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Bootstrap brokers, comma-separated "host:port" pairs. Required.
+    /// Bootstrap brokers, comma-separated "host:port" pairs; credentials go
+    /// under `security.sasl`, not in the address. Required.
     pub brokers: String,
     /// The consumer group id; replicas sharing it split the partitions. Required.
     pub group_id: String,

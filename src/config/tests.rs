@@ -237,6 +237,17 @@ fn bad_size() {
 }
 
 #[test]
+fn credentials_in_the_broker_list_are_refused_unquoted() {
+    let p = problems(&MINIMAL.replace("\"k:9092\"", "\"u:SECRET@k1:9092\""));
+    assert_one(
+        &p,
+        "kafka.brokers",
+        "holds credentials (user:password@host)",
+    );
+    assert!(!format!("{p:?}").contains("SECRET"), "{p:?}");
+}
+
+#[test]
 fn bad_enum_value() {
     let p = problems(&MINIMAL.replace("  group_id: g\n", "  group_id: g\n  start_from: newest\n"));
     assert_one(

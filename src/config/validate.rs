@@ -182,6 +182,15 @@ fn check_kafka(kafka: &KafkaConfig, problems: &mut Problems) {
                 kafka.brokers
             ),
         );
+    } else if kafka.brokers.contains('@') {
+        // Not quoted: what precedes the @ is likely a password, and a
+        // broker address shows up in Debug output and librdkafka's logs.
+        problems.add(
+            "kafka.brokers",
+            "holds credentials (user:password@host): a Kafka bootstrap address takes none; \
+             list host:port pairs and set the credentials under kafka.security.sasl \
+             (password: ${VAR})",
+        );
     }
     if kafka.group_id.trim().is_empty() {
         problems.add(
