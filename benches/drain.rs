@@ -79,6 +79,7 @@ async fn main() {
         partitions: args.partitions,
         keys: 10_000.min(args.records.max(1)),
         write_example: None,
+        mode: Default::default(),
     };
     println!(
         "drain: {} records, {} partitions, pool_size {POOL_SIZE}, max_rows 1000, {} run(s); {} cores",

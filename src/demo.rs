@@ -9,16 +9,21 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode};
 use crate::embedded::kafka::{produce, MockKafka, Record};
 use crate::embedded::postgres::{EmbeddedError, EmbeddedPostgres};
 
 mod example;
 
-use example::{demo_config, show_example, table_ddl};
+use example::show_example;
+// The benches (benches/) work on the demo's events, table and route.
+#[doc(hidden)]
+pub use example::{demo_config, table_ddl};
 
-const TOPIC: &str = "demo.orders";
-const TABLE: &str = "sluice_demo_orders";
+#[doc(hidden)]
+pub const TOPIC: &str = "demo.orders";
+#[doc(hidden)]
+pub const TABLE: &str = "sluice_demo_orders";
 const STATE_SCHEMA: &str = "sluice_demo";
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +46,11 @@ pub struct DemoArgs {
     /// starting point for your own.
     #[arg(long, value_name = "DIR")]
     pub write_example: Option<std::path::PathBuf>,
+    /// The route's mode: `append` for the demo; the drain benchmark also
+    /// drains in `upsert` mode (keyed on the Kafka coordinates), to compare
+    /// it with a staged upsert done by hand. Not a command-line option.
+    #[arg(skip)]
+    pub mode: Mode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +182,8 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
         args.partitions
     );
 
-    let config = Config::from_yaml(&demo_config(kafka.bootstrap_servers(), url), |_| None)?;
+    let yaml = demo_config(kafka.bootstrap_servers(), url, args.mode);
+    let config = Config::from_yaml(&yaml, |_| None)?;
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();
     let sink_started = Instant::now();
@@ -211,7 +222,8 @@ const POISON: &[u8] = b"{\"id\": oops";
 
 /// Events per key in sequence; a key always goes to the same partition. A
 /// few malformed events show the dead-letter table at work.
-fn events(args: &DemoArgs) -> Vec<Record> {
+#[doc(hidden)]
+pub fn events(args: &DemoArgs) -> Vec<Record> {
     let mut seqs = vec![0u64; args.keys.max(1)];
     let partitions = args.partitions.max(1);
     (0..args.records)
