@@ -9,19 +9,24 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode};
 use crate::embedded::kafka::{produce, MockKafka, Record};
 use crate::embedded::postgres::{EmbeddedError, EmbeddedPostgres};
 
 mod example;
 
-use example::{demo_config, show_example, table_ddl};
+use example::show_example;
+// The benches (benches/) work on the demo's events, table and route.
+#[doc(hidden)]
+pub use example::{demo_config, table_ddl};
 
-const TOPIC: &str = "demo.orders";
-const TABLE: &str = "sluice_demo_orders";
+#[doc(hidden)]
+pub const TOPIC: &str = "demo.orders";
+#[doc(hidden)]
+pub const TABLE: &str = "sluice_demo_orders";
 const STATE_SCHEMA: &str = "sluice_demo";
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Use this Postgres instead of starting a throwaway one (the demo's
     /// table and state schema are dropped afterwards).
@@ -41,6 +46,11 @@ pub struct DemoArgs {
     /// starting point for your own.
     #[arg(long, value_name = "DIR")]
     pub write_example: Option<std::path::PathBuf>,
+    /// The route's mode: `append` for the demo; the drain benchmark also
+    /// drains in `upsert` mode (keyed on the Kafka coordinates), to compare
+    /// it with a staged upsert done by hand. Not a command-line option.
+    #[arg(skip)]
+    pub mode: Mode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +125,10 @@ pub struct DrainReport {
     pub steady: Duration,
     /// From the sink's start to the last committed batch.
     pub sink_elapsed: Duration,
+    /// CPU time (user + system) this process spent over `sink_elapsed`:
+    /// the sink and librdkafka's mock cluster, which serves it in-process.
+    /// `None` where `/proc/self/stat` cannot be read.
+    pub sink_cpu: Option<Duration>,
 }
 
 impl DrainReport {
@@ -172,9 +186,11 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
         args.partitions
     );
 
-    let config = Config::from_yaml(&demo_config(kafka.bootstrap_servers(), url), |_| None)?;
+    let yaml = demo_config(kafka.bootstrap_servers(), url, args.mode);
+    let config = Config::from_yaml(&yaml, |_| None)?;
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();
+    let cpu_started = process_cpu();
     let sink_started = Instant::now();
     let sink = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -182,6 +198,9 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
     });
     let progress = wait_drained(&client, &end, Duration::from_secs(600)).await;
     let sink_elapsed = sink_started.elapsed();
+    let sink_cpu = process_cpu()
+        .zip(cpu_started)
+        .map(|(end, start)| end.saturating_sub(start));
     shutdown.cancel();
     sink.await.map_err(|e| DemoError::Check(e.to_string()))??;
     let first = progress?;
@@ -204,14 +223,28 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
         steady_records: (delivered.len() as u64).saturating_sub(first.committed),
         steady: sink_elapsed.saturating_sub(join),
         sink_elapsed,
+        sink_cpu,
     })
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat`
+/// (utime and stime, in the kernel's fixed 100 Hz `USER_HZ` ticks): no
+/// libc binding needed for a figure the benchmark prints.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 const POISON: &[u8] = b"{\"id\": oops";
 
 /// Events per key in sequence; a key always goes to the same partition. A
 /// few malformed events show the dead-letter table at work.
-fn events(args: &DemoArgs) -> Vec<Record> {
+#[doc(hidden)]
+pub fn events(args: &DemoArgs) -> Vec<Record> {
     let mut seqs = vec![0u64; args.keys.max(1)];
     let partitions = args.partitions.max(1);
     (0..args.records)

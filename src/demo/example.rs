@@ -2,9 +2,10 @@
 //! start and written by `--write-example DIR` as a starting point.
 
 use super::{DemoArgs, DemoError, STATE_SCHEMA, TABLE, TOPIC};
+use crate::config::Mode;
 
 /// The demo's table: the events, unique on their Kafka coordinates.
-pub(super) fn table_ddl() -> String {
+pub fn table_ddl() -> String {
     format!(
         "CREATE TABLE {TABLE} (
     order_id bigint NOT NULL,
@@ -28,6 +29,7 @@ pub(super) fn show_example(args: &DemoArgs) -> Result<(), DemoError> {
     let config = demo_config(
         "localhost:9092",
         "postgres://sluice:${PG_PASSWORD}@localhost:5432/app",
+        Mode::Append,
     );
     println!("the demo's table:\n\n{}", table_ddl());
     println!("and its configuration (every setting: config/example.yaml):{config}");
@@ -44,7 +46,13 @@ pub(super) fn show_example(args: &DemoArgs) -> Result<(), DemoError> {
     Ok(())
 }
 
-pub(super) fn demo_config(brokers: &str, url: &str) -> String {
+/// The demo's configuration; `Mode::Upsert` keys the route on the Kafka
+/// coordinates (the table's unique index), for the drain benchmark.
+pub fn demo_config(brokers: &str, url: &str, mode: Mode) -> String {
+    let mode = match mode {
+        Mode::Append => "",
+        Mode::Upsert => "\n    mode: upsert\n    key: [src_partition, src_offset]",
+    };
     format!(
         r#"
 kafka:
@@ -64,7 +72,7 @@ http:
   listen: "127.0.0.1:0"
 routes:
   - topic: {TOPIC}
-    table: public.{TABLE}
+    table: public.{TABLE}{mode}
     columns:
       order_id: /id
       customer: /customer/id
@@ -90,8 +98,12 @@ mod tests {
         let yaml = demo_config(
             "localhost:9092",
             "postgres://sluice:${PG_PASSWORD}@localhost/app",
+            Mode::Append,
         );
         let config = Config::from_yaml(&yaml, |_| Some("pw".into())).expect("valid");
+        let upsert = demo_config("localhost:9092", "postgres://localhost/app", Mode::Upsert);
+        let upsert = Config::from_yaml(&upsert, |_| None).expect("the upsert variant is valid");
+        assert_eq!(upsert.routes[0].mode, Mode::Upsert);
         let ddl = table_ddl();
         for column in config.routes[0].columns.keys() {
             assert!(
