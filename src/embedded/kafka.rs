@@ -236,12 +236,28 @@ pub async fn produce_with(
     topic: &str,
     records: &[Record],
 ) -> KafkaResult<Vec<(i32, i64)>> {
+    produce_at(producer, topic, records, |_| None).await
+}
+
+/// [`produce_with`], each record with the Kafka timestamp (ms since the
+/// epoch) `timestamp(i)` gives the `i`-th one, or the producer's clock for
+/// `None`: for copies of one log on two clusters (a mirror keeps the
+/// records' timestamps, not their offsets).
+pub async fn produce_at(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[Record],
+    timestamp: impl Fn(usize) -> Option<i64>,
+) -> KafkaResult<Vec<(i32, i64)>> {
     let mut delivered = Vec::with_capacity(records.len());
     // Deliveries complete in send order per partition, and we only need them
     // all, so awaiting the oldest first is as fast as any other order.
     let mut pending = VecDeque::new();
-    for (partition, key, value) in records {
+    for (i, (partition, key, value)) in records.iter().enumerate() {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).partition(*partition);
+        if let Some(ms) = timestamp(i) {
+            record = record.timestamp(ms);
+        }
         if let Some(key) = key {
             record = record.key(key.as_slice());
         }

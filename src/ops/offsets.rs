@@ -162,7 +162,7 @@ pub async fn set(config: &Config, options: &SetOptions) -> Result<(Plan, String)
         options.clone(),
         rows.clone(),
     );
-    let plan = tokio::task::spawn_blocking(move || {
+    let mut plan = tokio::task::spawn_blocking(move || {
         let first = opts.topics.first().map_or("", String::as_str);
         let brokers = seek::Brokers::connect(&kafka_config, first, opts.timeout)?;
         let logs = seek::logs_of(&brokers, &opts.topics)?;
@@ -181,7 +181,8 @@ pub async fn set(config: &Config, options: &SetOptions) -> Result<(Plan, String)
     })
     .await
     .map_err(|e| OpsError::Broker(format!("the Kafka queries stopped: {e}")))??;
-    store::write(&mut client, config, &plan.moves(&rows), options.dry_run).await?;
+    let locked = store::write(&mut client, config, &plan.moves(&rows), options.dry_run).await?;
+    plan.started_from(&locked);
     let out = match options.json {
         true => crate::ops::to_json(&plan)?,
         false => plan.text(),

@@ -15,6 +15,7 @@ mod broker_outage;
 mod broker_outage_mock;
 mod check;
 mod crash;
+mod cutover;
 mod dead_letter_replay;
 mod doctor;
 mod edges;

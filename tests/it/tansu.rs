@@ -17,7 +17,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
-use sluice::embedded::kafka::produce_with;
+use sluice::embedded::kafka::{produce_at, Record};
 
 use crate::harness::{free_port, next_offsets, Produced};
 
@@ -231,10 +231,16 @@ impl Drop for Tansu {
     }
 }
 
-/// Produces `records` and returns the next offset per partition from the
+/// Produces `records`, each with its Kafka timestamp (`None`: the
+/// producer's clock), and returns the next offset per partition from the
 /// delivery reports (tansu's watermarks are wrong).
-async fn produce(producer: &FutureProducer, topic: &str, records: Produced) -> HashMap<i32, i64> {
-    let delivered = produce_with(producer, topic, &records)
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    records: Vec<(Record, Option<i64>)>,
+) -> HashMap<i32, i64> {
+    let (records, times): (Produced, Vec<_>) = records.into_iter().unzip();
+    let delivered = produce_at(producer, topic, &records, |i| times[i])
         .await
         .expect("delivered");
     next_offsets(delivered)
@@ -246,9 +252,20 @@ impl Tansu {
     /// parallel); order within a partition is kept. Returns the next offset
     /// per partition from the delivery reports.
     pub async fn produce_all(&self, topic: &str, records: Produced) -> HashMap<i32, i64> {
-        let mut by_partition: HashMap<i32, Produced> = HashMap::new();
+        self.produce_all_at(topic, records.into_iter().map(|r| (r, None)).collect())
+            .await
+    }
+
+    /// [`produce_all`](Self::produce_all), each record with the Kafka
+    /// timestamp (ms since the epoch) beside it.
+    pub async fn produce_all_at(
+        &self,
+        topic: &str,
+        records: Vec<(Record, Option<i64>)>,
+    ) -> HashMap<i32, i64> {
+        let mut by_partition: HashMap<i32, Vec<_>> = HashMap::new();
         for record in records {
-            by_partition.entry(record.0).or_default().push(record);
+            by_partition.entry(record.0 .0).or_default().push(record);
         }
         let tasks: Vec<_> = by_partition
             .into_values()

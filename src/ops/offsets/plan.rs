@@ -233,14 +233,40 @@ impl Plan {
             .iter()
             .map(|m| {
                 let key = (m.topic.clone(), m.partition);
+                let row = rows.get(&key);
                 Move {
-                    was: rows.get(&key).map(|r| r.next_offset),
+                    was: row.map(|r| r.next_offset),
+                    was_cluster: row.and_then(|r| r.cluster_id.clone()),
                     partition: key,
                     to: m.to.next_offset.unwrap_or_default(),
                     cluster_id: m.to.cluster_id.clone(),
                 }
             })
             .collect()
+    }
+
+    /// Takes the offsets the moved rows held when they were locked
+    /// (`store::write`), which a running replica may have advanced since
+    /// they were read: the plan then says what the move really skips.
+    pub fn started_from(&mut self, locked: &[Option<i64>]) {
+        for (m, now) in self.moved.iter_mut().zip(locked) {
+            let Some(from) = m.from.as_mut() else {
+                continue;
+            };
+            if from.next_offset == *now {
+                continue;
+            }
+            from.next_offset = *now;
+            let to = m.to.next_offset.unwrap_or_default();
+            if let Some(now) = *now {
+                if m.skipped_records.is_some() {
+                    m.skipped_records = Some(to - now);
+                }
+                if m.reread_records.is_some() {
+                    m.reread_records = Some(now - to);
+                }
+            }
+        }
     }
 
     pub fn text(&self) -> String {

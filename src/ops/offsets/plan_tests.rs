@@ -188,3 +188,21 @@ fn choosing_partitions_refuses_what_the_brokers_do_not_have() {
         Err(OpsError::Plan(m)) if m.contains("--topic u: the brokers do not know the topic")
     ));
 }
+
+#[test]
+fn a_move_reports_where_the_locked_row_really_was() {
+    let rows = BTreeMap::from([(("t".into(), 0), row(Some(50), Some("green"), None))]);
+    let logs = logs(&[(0, 10, 100)]);
+    let mut plan = build(&inputs(Target::Latest, &rows, &logs, &[]), no_times).unwrap();
+    assert_eq!(plan.moves(&rows)[0].was, Some(Some(50)));
+    assert_eq!(plan.moves(&rows)[0].was_cluster.as_deref(), Some("green"));
+    // A running replica wrote 20 more records before the row was locked.
+    plan.started_from(&[Some(70)]);
+    assert_eq!(plan.moved[0].from.as_ref().unwrap().next_offset, Some(70));
+    assert_eq!(plan.moved[0].skipped_records, Some(30));
+    assert!(
+        plan.text().contains("skips 30 record(s)"),
+        "{}",
+        plan.text()
+    );
+}

@@ -119,26 +119,44 @@ pub struct Move {
     /// The row's offset when it was read (`None` inside: the row had none;
     /// `None`: there was no row).
     pub was: Option<Option<i64>>,
+    /// The cluster of the offset when it was read.
+    pub was_cluster: Option<String>,
     pub to: i64,
     /// The cluster the new offset belongs to.
     pub cluster_id: Option<String>,
 }
 
+/// Whether a row that went from `was` to `now` between the read and the
+/// lock still gets the move planned for it. A running replica only
+/// advances its offset, and its next commit is refused by the fence once
+/// the row is moved, so the move stands as long as it is the same kind of
+/// move: a skip forward still skips forward (the replica has not written
+/// past the target), a move back still moves back. Otherwise the plan's
+/// decision (what is skipped, whether a route duplicates) no longer holds.
+pub fn still_planned(was: Option<Option<i64>>, now: Option<Option<i64>>, to: i64) -> bool {
+    match (was, now) {
+        (Some(Some(w)), Some(Some(n))) => w.cmp(&to) == n.cmp(&to),
+        (w, n) => w == n,
+    }
+}
+
 /// Writes the moves in one transaction, or none of them: each row is
 /// locked (a running worker's commit waits, then fails its fence: the row
 /// is unclaimed, so the worker reads the new offset when it claims the
-/// partition again); a row whose offset changed since it was read stops
-/// the whole move. `dry_run` rolls the transaction back.
+/// partition again); a row that changed since it was read so that the
+/// move is no longer the one planned ([`still_planned`], or another
+/// cluster) stops the whole move. `dry_run` rolls the transaction back.
+/// Returns each row's offset as locked: where the move starts from.
 pub async fn write(
     client: &mut Client,
     config: &Config,
     moves: &[Move],
     dry_run: bool,
-) -> Result<(), OpsError> {
+) -> Result<Vec<Option<i64>>, OpsError> {
     let schema = quote_ident(&config.postgres.state_schema);
     let group = &config.kafka.group_id;
     let lock_sql = format!(
-        "SELECT next_offset FROM {schema}.offsets \
+        "SELECT next_offset, cluster_id FROM {schema}.offsets \
          WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE"
     );
     // Unclaimed, like a seeded row: the next claim takes it. The last
@@ -154,6 +172,7 @@ pub async fn write(
     let unhalt_sql =
         format!("DELETE FROM {schema}.halts WHERE group_id = $1 AND topic = $2 AND partition = $3");
     let tx = client.transaction().await?;
+    let mut from = Vec::with_capacity(moves.len());
     for m in moves {
         let (topic, partition) = &m.partition;
         let key: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 3] = [
@@ -161,27 +180,40 @@ pub async fn write(
             (topic, Type::TEXT),
             (partition, Type::INT4),
         ];
-        let now = tx
+        let locked = tx
             .query_typed(&lock_sql, &key)
             .await
-            .map_err(|e| not_migrated(config, &e).unwrap_or_else(|| e.into()))?
-            .first()
-            .map(|r| r.try_get::<_, Option<i64>>(0))
-            .transpose()?;
-        if now != m.was {
-            let show = |o: Option<Option<i64>>| match o {
-                None => "no row".to_string(),
-                Some(None) => "no offset".to_string(),
-                Some(Some(n)) => n.to_string(),
-            };
+            .map_err(|e| not_migrated(config, &e).unwrap_or_else(|| e.into()))?;
+        let (now, now_cluster) = match locked.first() {
+            Some(r) => (Some(r.try_get::<_, Option<i64>>(0)?), r.try_get(1)?),
+            None => (None, None),
+        };
+        let show = |o: Option<Option<i64>>| match o {
+            None => "no row".to_string(),
+            Some(None) => "no offset".to_string(),
+            Some(Some(n)) => n.to_string(),
+        };
+        if !still_planned(m.was, now, m.to) {
             return Err(OpsError::Plan(format!(
                 "the stored offset of {topic}[{partition}] moved from {} to {} while this \
-                 command ran: a sluice is still writing it. Stop sluice (every replica of \
-                 group {group}) first; nothing was changed",
+                 command ran, past the new offset {}: a sluice is still writing it. Stop \
+                 sluice (every replica of group {group}) or run the command again; nothing \
+                 was changed",
                 show(m.was),
-                show(now)
+                show(now),
+                m.to
             )));
         }
+        if now.is_some() && now_cluster != m.was_cluster {
+            return Err(OpsError::Plan(format!(
+                "the stored offset of {topic}[{partition}] changed cluster ({} to {}) while \
+                 this command ran: a sluice is still claiming it. Stop sluice (every replica \
+                 of group {group}) first; nothing was changed",
+                m.was_cluster.as_deref().unwrap_or("none"),
+                now_cluster.as_deref().unwrap_or("none")
+            )));
+        }
+        from.push(now.flatten());
         tx.execute_typed(
             &upsert_sql,
             &[
@@ -200,5 +232,27 @@ pub async fn write(
         true => tx.rollback().await?,
         false => tx.commit().await?,
     }
-    Ok(())
+    Ok(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::still_planned;
+
+    #[test]
+    fn a_row_that_moved_keeps_its_move_while_the_move_is_the_same_kind() {
+        // A replica wrote on, still short of the target: still a skip.
+        assert!(still_planned(Some(Some(100)), Some(Some(300)), 4_000));
+        // It reached or passed the target: no longer what was planned.
+        assert!(!still_planned(Some(Some(100)), Some(Some(4_000)), 4_000));
+        assert!(!still_planned(Some(Some(100)), Some(Some(4_100)), 4_000));
+        // Back stays back; unchanged rows always hold.
+        assert!(still_planned(Some(Some(900)), Some(Some(950)), 10));
+        assert!(still_planned(Some(Some(10)), Some(Some(10)), 10));
+        // A row that appeared, lost its offset, or was deleted.
+        assert!(!still_planned(None, Some(Some(5)), 10));
+        assert!(!still_planned(Some(None), Some(Some(5)), 10));
+        assert!(!still_planned(Some(Some(5)), None, 10));
+        assert!(still_planned(None, None, 10));
+    }
 }
