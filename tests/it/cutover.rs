@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio_postgres::Client;
 
+use sluice::embedded::kafka::Record;
+
 use crate::harness::*;
 use crate::tansu::{Tansu, TansuOptions};
 
@@ -73,6 +75,9 @@ routes:
     )
 }
 
+/// A record to produce, with its Kafka timestamp (ms).
+type Timed = (Record, Option<i64>);
+
 /// One event of the model.
 #[derive(Clone)]
 struct Event {
@@ -87,7 +92,7 @@ struct Event {
 }
 
 impl Event {
-    fn record(&self) -> ((i32, Option<Vec<u8>>, Option<Vec<u8>>), Option<i64>) {
+    fn record(&self) -> Timed {
         let value = format!(
             r#"{{"id":{},"key":{},"version":{},"balance":{}}}"#,
             self.id, self.key, self.version, self.balance
@@ -137,7 +142,7 @@ fn filler_count(partition: i32) -> i64 {
     150 * i64::from(partition + 1)
 }
 
-fn filler(base_ms: i64) -> Vec<((i32, Option<Vec<u8>>, Option<Vec<u8>>), Option<i64>)> {
+fn filler(base_ms: i64) -> Vec<Timed> {
     (0..PARTITIONS)
         .flat_map(|p| (0..filler_count(p)).map(move |j| (p, j)))
         .map(|(p, j)| {
