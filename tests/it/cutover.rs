@@ -561,3 +561,40 @@ async fn owner(client: &Client) -> Option<String> {
         .unwrap()
         .map(|r| r.get(0))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_exits_2_naming_an_unreachable_kafka_or_postgres_or_a_bad_config() {
+    let (url, _client) = fresh_db("offsets_errors").await;
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let yaml = orders_config(&nowhere, &url, "orders", "offsets_errors", "");
+    let config = sluice::config::Config::from_yaml(&yaml, |_| None).unwrap();
+    sluice::check::migrate_only(&config).await.expect("migrate");
+    // `show` reads Postgres only: it works with the brokers gone.
+    let (code, stdout, stderr) = sluice(&yaml, &["offsets", "show"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = sluice(
+        &yaml,
+        &["offsets", "set", "--to", "earliest", "--timeout", "2s"],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("kafka.brokers"), "{stderr}");
+
+    let pg_nowhere = format!("postgres://sluice@127.0.0.1:{}/db", free_port());
+    let yaml = orders_config(&nowhere, &pg_nowhere, "orders", "offsets_errors", "");
+    for args in [
+        &["offsets", "show"][..],
+        &["offsets", "set", "--to", "latest"],
+    ] {
+        let (code, _, stderr) = sluice(&yaml, args).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot connect to"), "{args:?}: {stderr}");
+    }
+    let bad = yaml.replace("group_id:", "group_idd:");
+    let (code, _, stderr) = sluice(&bad, &["offsets", "show"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("invalid configuration"), "{stderr}");
+    let (code, _, stderr) = sluice(&yaml, &["offsets", "set", "--to", "yesterday"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--to"), "{stderr}");
+}
