@@ -17,6 +17,7 @@
 //! cargo bench --bench drain -- [--records N] [--partitions P] [--runs K]
 //!     [--max-rows 1000,5000] [--direct-only] [--no-refs] [--pin]
 //!     [--latency [--rate N] [--latency-secs S]] [--json PATH]
+//!     [--librdkafka key=value ...]
 //! ```
 //!
 //! `--pin` (pin.rs) puts Postgres on CPU 0 and this process on CPU 1 and
@@ -101,6 +102,8 @@ fn drains(args: &args::Args) -> Vec<Drain> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = args::parse();
+    // Before pinning, which leaves this process one CPU.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     // Before the drains start librdkafka's and the sink's threads, which
     // inherit it; the runtime's threads exist already (`-a` takes them).
     if args.pin {
@@ -143,7 +146,6 @@ async fn main() {
         write_example: None,
         mode: Default::default(),
     };
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "drain: {} records, {} partitions, pool_size {POOL_SIZE}, max_rows {:?}, {} run(s); {cores} cores{}",
         args.records,
@@ -167,6 +169,7 @@ async fn main() {
                         version: d.version.map(str::to_string),
                         max_rows: Some(max_rows),
                         extra_columns: Vec::new(),
+                        librdkafka: args.librdkafka.clone(),
                     },
                     probe: Some(probe.clone()),
                 };
@@ -237,6 +240,7 @@ async fn main() {
     let setup = serde_json::json!({
         "records": args.records, "partitions": args.partitions, "runs": args.runs,
         "pool_size": POOL_SIZE, "max_rows": args.max_rows, "cores": cores, "pinned": args.pin,
+        "librdkafka": args.librdkafka.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "load_before": load_before, "load_after": load_after,
         "release": !cfg!(debug_assertions),
     });

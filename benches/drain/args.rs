@@ -22,6 +22,9 @@ pub struct Args {
     pub latency_secs: u64,
     /// Where the results go as JSON (benches/chart.py reads them).
     pub json: PathBuf,
+    /// `--librdkafka key=value`, repeatable: consumer settings for every
+    /// drain (e.g. `fetch.wait.max.ms=10`), to try the fetch tuning.
+    pub librdkafka: Vec<(String, String)>,
 }
 
 pub fn parse() -> Args {
@@ -37,6 +40,7 @@ pub fn parse() -> Args {
         rate: None,
         latency_secs: 60,
         json: PathBuf::from("target/drain-results.json"),
+        librdkafka: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -63,6 +67,13 @@ pub fn parse() -> Args {
             "--rate" => args.rate = Some(number(&arg, text(&arg)) as f64),
             "--latency-secs" => args.latency_secs = number(&arg, text(&arg)) as u64,
             "--json" => args.json = PathBuf::from(text(&arg)),
+            "--librdkafka" => {
+                let setting = text(&arg);
+                let (key, value) = setting
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("--librdkafka takes key=value, not {setting}"));
+                args.librdkafka.push((key.to_string(), value.to_string()));
+            }
             // What cargo bench passes to every bench target.
             "--bench" => {}
             other => panic!("unknown argument {other}"),

@@ -75,6 +75,7 @@ pub async fn run(
     let variant = Variant {
         max_rows: Some(args.max_rows[0]),
         extra_columns: vec![("kafka_ts".into(), "$timestamp".into())],
+        librdkafka: args.librdkafka.clone(),
         ..Variant::default()
     };
     let yaml = demo::demo_config_with(kafka.bootstrap_servers(), &url, Mode::Append, &variant);
@@ -157,6 +158,7 @@ async fn calibrate(pg: &EmbeddedPostgres, args: &Args, demo: &DemoArgs, probe: C
     let options = demo::DrainOptions {
         variant: Variant {
             max_rows: Some(args.max_rows[0]),
+            librdkafka: args.librdkafka.clone(),
             ..Variant::default()
         },
         probe: Some(probe),

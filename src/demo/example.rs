@@ -58,6 +58,8 @@ pub struct Variant {
     /// More `column: source` mappings, for columns the caller added to
     /// the table (the latency run's `$timestamp`).
     pub extra_columns: Vec<(String, String)>,
+    /// More `kafka.librdkafka` settings (the bench's `--librdkafka`).
+    pub librdkafka: Vec<(String, String)>,
 }
 
 /// The demo's configuration; `Mode::Upsert` keys the route on the Kafka
@@ -84,6 +86,11 @@ pub fn demo_config_with(brokers: &str, url: &str, mode: Mode, variant: &Variant)
         .iter()
         .map(|(column, source)| format!("\n      {column}: {source}"))
         .collect();
+    let librdkafka: String = variant
+        .librdkafka
+        .iter()
+        .map(|(key, value)| format!("\n    {key}: \"{value}\""))
+        .collect();
     format!(
         r#"
 kafka:
@@ -91,7 +98,7 @@ kafka:
   group_id: sluice-demo
   librdkafka:
     session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
+    heartbeat.interval.ms: "500"{librdkafka}
 postgres:
   url: "{url}"
   pool_size: 4
