@@ -271,8 +271,7 @@ pub async fn drain_with(
 /// User + system CPU time of this process so far, from `/proc/self/stat`
 /// (utime and stime, in the kernel's fixed 100 Hz `USER_HZ` ticks): no
 /// libc binding needed for a figure the benchmark prints.
-#[doc(hidden)]
-pub fn process_cpu() -> Option<Duration> {
+fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name may hold spaces; the fields after it do not.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
