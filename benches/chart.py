@@ -29,6 +29,7 @@ ORDER = [
     "sluice insert",
     "R3 staged upsert",
     "sluice upsert",
+    "R3g staged upsert guarded",
     "sluice upsert guarded",
 ]
 

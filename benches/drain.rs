@@ -11,7 +11,7 @@
 //!   on partition and offset) without and with a version guard (`version:
 //!   seq`);
 //! - the reference writes of the same rows by hand (refs.rs: R1, R1b, R2,
-//!   R3), then the medians and the ratios issue #14 sets targets for.
+//!   R3, R3g), then the medians and the ratios issue #14 sets targets for.
 //!
 //! ```text
 //! cargo bench --bench drain -- [--records N] [--partitions P] [--runs K]
@@ -202,13 +202,14 @@ async fn main() {
                 refs::Method::R1b,
                 refs::Method::R2,
                 refs::Method::R3,
+                refs::Method::R3g,
             ] {
                 let url = pg.create_database("drain").await.expect("database");
                 let (elapsed, count) = refs::run(method, &url, rows).await;
                 assert_eq!(count, rows.rows as i64, "{} wrote every row", method.name());
                 let rate = rows.rows as f64 / elapsed.as_secs_f64();
                 println!(
-                    "run {run} max_rows {max_rows} {:<24} {:>6.2?}  {rate:>8.0} rows/s  rows {count}",
+                    "run {run} max_rows {max_rows} {:<26} {:>6.2?}  {rate:>8.0} rows/s  rows {count}",
                     method.name(),
                     elapsed
                 );
@@ -308,7 +309,7 @@ fn print_run(s: &Sample, r: &DrainReport, pinned: bool) {
         _ => String::new(),
     };
     println!(
-        "run {} max_rows {} {:<24} join {:>6.2?}  steady {:>18}  total {:>6.2?}  cpu {cpu} µs/record  rows {} dead letters {}{busy}",
+        "run {} max_rows {} {:<26} join {:>6.2?}  steady {:>18}  total {:>6.2?}  cpu {cpu} µs/record  rows {} dead letters {}{busy}",
         s.run,
         s.max_rows,
         s.method,

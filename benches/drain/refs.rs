@@ -13,7 +13,9 @@
 //!   shape: refs_insert.rs);
 //! - **R3**: R1b's chunks staged: each COPY'd into a temp table
 //!   (`ON COMMIT DROP`), then `INSERT ... SELECT ... ON CONFLICT (key) DO
-//!   UPDATE` into the table (what an upsert route does per batch).
+//!   UPDATE` into the table (what an upsert route does per batch);
+//! - **R3g**: R3 with the version guard an upsert route with `version:
+//!   seq` adds (`WHERE t.seq IS NULL OR t.seq < EXCLUDED.seq`).
 //!
 //! The rows are decoded once, before any timing, by the crate's own
 //! decoder planned on the real table, and kept as encoded COPY rows: what
@@ -59,6 +61,7 @@ pub enum Method {
     R1b,
     R2,
     R3,
+    R3g,
 }
 
 impl Method {
@@ -68,6 +71,7 @@ impl Method {
             Method::R1b => "R1b chunked COPY",
             Method::R2 => "R2 multi-row INSERT",
             Method::R3 => "R3 staged upsert",
+            Method::R3g => "R3g staged upsert guarded",
         }
     }
 }
@@ -189,7 +193,7 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
     create_table(&setup).await;
     let connections = match method {
         Method::R1 => 1,
-        Method::R1b | Method::R2 | Method::R3 => rows.pool_size,
+        Method::R1b | Method::R2 | Method::R3 | Method::R3g => rows.pool_size,
     };
     let mut clients = Vec::new();
     for _ in 0..connections {
@@ -217,7 +221,15 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
                     let Some(chunk) = chunks.get(i) else { return };
                     client.batch_execute("BEGIN").await.expect("BEGIN");
                     match method {
-                        Method::R3 => upsert(&client, chunk).await,
+                        Method::R3 => upsert(&client, chunk, "").await,
+                        Method::R3g => {
+                            upsert(
+                                &client,
+                                chunk,
+                                " WHERE t.seq IS NULL OR t.seq < EXCLUDED.seq",
+                            )
+                            .await
+                        }
                         Method::R2 => inserts.insert(&client, i).await,
                         _ => copy(&client, TABLE, std::slice::from_ref(chunk)).await,
                     }
@@ -238,8 +250,9 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
     (elapsed, count)
 }
 
-/// One staged upsert of `chunk`, in the open transaction.
-async fn upsert(client: &Client, chunk: &Bytes) {
+/// One staged upsert of `chunk`, in the open transaction; `guard` ends
+/// the `DO UPDATE`.
+async fn upsert(client: &Client, chunk: &Bytes, guard: &str) {
     let set: Vec<String> = COLUMNS
         .split(", ")
         .filter(|c| !KEY.split(", ").any(|k| k == *c))
@@ -256,7 +269,7 @@ async fn upsert(client: &Client, chunk: &Bytes) {
     client
         .batch_execute(&format!(
             "INSERT INTO {TABLE} AS t ({COLUMNS}) SELECT {COLUMNS} FROM stage \
-             ON CONFLICT ({KEY}) DO UPDATE SET {}",
+             ON CONFLICT ({KEY}) DO UPDATE SET {}{guard}",
             set.join(", ")
         ))
         .await

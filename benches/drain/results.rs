@@ -25,11 +25,17 @@ pub struct Sample {
 }
 
 /// The ratios issue #14 sets targets for: (name, sluice method, reference).
-const RATIOS: [(&str, &str, &str); 4] = [
+const RATIOS: [(&str, &str, &str); 5] = [
     ("sluice / R1b", APPEND, "R1b chunked COPY"),
     ("sluice insert / R2", INSERT, "R2 multi-row INSERT"),
     ("sluice upsert / R3", UPSERT, "R3 staged upsert"),
     ("sluice upsert guarded / R3", GUARDED, "R3 staged upsert"),
+    // Like for like: the guard on both sides.
+    (
+        "sluice upsert guarded / R3g",
+        GUARDED,
+        "R3g staged upsert guarded",
+    ),
 ];
 pub const APPEND: &str = "sluice append";
 pub const POOLED: &str = "sluice append pgbouncer";
@@ -110,7 +116,7 @@ impl Results {
                 let rate = self
                     .rate(max_rows, method)
                     .map_or("not timed".into(), |r| format!("{r:.0} {unit}"));
-                let mut line = format!("median {method:<24} {rate:>26}");
+                let mut line = format!("median {method:<26} {rate:>26}");
                 if let Some(cpu) = self.median_of(max_rows, method, |s| s.cpu_us) {
                     line.push_str(&format!("  cpu {cpu:.2} µs/record"));
                 }
