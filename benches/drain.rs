@@ -1,86 +1,143 @@
 //! The end-to-end drain benchmark: a backlog in librdkafka's mock cluster
 //! drained by sluice into a throwaway PostgreSQL (the `sluice demo`
 //! workload: an event table of bigint, text, numeric, timestamptz and jsonb
-//! columns, unique on partition and offset), straight to Postgres and
-//! through PgBouncer in `pool_mode = transaction` (Debian's pgbouncer, with
-//! as many server connections as sluice's `pool_size`), interleaved, each
-//! on a fresh database. Prints, per run, the group join and the steady rate
-//! (records/s from the first committed batch to the last), then the median
-//! per connection path and the PgBouncer/direct ratio.
+//! columns, unique on partition and offset), each drain on a fresh
+//! database, interleaved within each run:
 //!
-//!   cargo bench --bench drain -- [--records N] [--partitions P] [--runs K] [--direct-only]
+//! - sluice append (binary COPY) straight to Postgres, and through PgBouncer
+//!   in `pool_mode = transaction` (as many server connections as sluice's
+//!   `pool_size`);
+//! - sluice `write_method: insert` (multi-row INSERT), sluice upsert (keyed
+//!   on partition and offset) without and with a version guard (`version:
+//!   seq`);
+//! - the reference writes of the same rows by hand (refs.rs: R1, R1b, R2,
+//!   R3, R3g), then the medians and the ratios issue #14 sets targets for.
 //!
+//! ```text
+//! cargo bench --bench drain -- [--records N] [--partitions P] [--runs K]
+//!     [--max-rows 1000,5000] [--direct-only] [--no-refs] [--pin]
+//!     [--latency [--rate N] [--latency-secs S]] [--json PATH]
+//!     [--librdkafka key=value ...]
+//! ```
+//!
+//! `--pin` (pin.rs) puts Postgres on CPU 0 and this process on CPU 1 and
+//! prints the cores each side kept busy; `--latency` (latency.rs) adds an
+//! open-loop run at half the measured rate. Everything is also written as
+//! JSON (`--json`, default target/drain-results.json) for benches/chart.py.
 //! Figures and the machine they came from: docs/performance.md. CI runs it
 //! on a tiny input (`./dev test`) so that it does not rot; no figure is
 //! asserted anywhere.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-// benches/drain/refs.rs: not benches/refs.rs, which cargo would take for a bench.
+// benches/drain/*.rs: not benches/*.rs, which cargo would take for benches.
+#[path = "drain/args.rs"]
+mod args;
+#[path = "drain/latency.rs"]
+mod latency;
+#[path = "drain/pin.rs"]
+mod pin;
 #[path = "drain/refs.rs"]
 mod refs;
+#[path = "drain/refs_insert.rs"]
+mod refs_insert;
+#[path = "drain/results.rs"]
+mod results;
 
-use sluice::config::Mode;
-use sluice::demo::{drain, DemoArgs, DrainReport};
+use results::{Results, Sample, APPEND, GUARDED, INSERT, POOLED, UPSERT};
+use sluice::config::{Mode, WriteMethod};
+use sluice::demo::{drain_with, CpuProbe, DemoArgs, DrainOptions, DrainReport, Variant};
 use sluice::embedded::pgbouncer::PgBouncer;
-use sluice::embedded::postgres::EmbeddedPostgres;
+use sluice::embedded::postgres::{EmbeddedPostgres, Options};
 
 /// sluice's `pool_size` in the demo configuration: PgBouncer gets as many
 /// server connections, so the pooler, not a shortage, is what is measured.
 const POOL_SIZE: u32 = 4;
 
-struct Args {
-    records: usize,
-    partitions: i32,
-    runs: usize,
-    direct_only: bool,
-    no_refs: bool,
+/// One sluice drain of a run: its name, route and connection.
+struct Drain {
+    method: &'static str,
+    mode: Mode,
+    write_method: WriteMethod,
+    version: Option<&'static str>,
+    pooled: bool,
 }
 
-fn args() -> Args {
-    let mut args = Args {
-        records: 1_000_000,
-        partitions: 32,
-        runs: 3,
-        direct_only: false,
-        no_refs: false,
+fn drains(args: &args::Args) -> Vec<Drain> {
+    let drain = |method, mode, write_method, version, pooled| Drain {
+        method,
+        mode,
+        write_method,
+        version,
+        pooled,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| -> usize {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} takes a number"))
-        };
-        match arg.as_str() {
-            "--records" => args.records = value("--records"),
-            "--partitions" => args.partitions = value("--partitions") as i32,
-            "--runs" => args.runs = value("--runs").max(1),
-            "--direct-only" => args.direct_only = true,
-            "--no-refs" => args.no_refs = true,
-            // What cargo bench passes to every bench target.
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
+    let mut all = vec![drain(APPEND, Mode::Append, WriteMethod::Copy, None, false)];
+    if !args.direct_only {
+        all.push(drain(POOLED, Mode::Append, WriteMethod::Copy, None, true));
     }
-    args
-}
-
-/// The median, `None` for no figures.
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied()
+    if !args.no_refs {
+        all.push(drain(
+            INSERT,
+            Mode::Append,
+            WriteMethod::Insert,
+            None,
+            false,
+        ));
+        all.push(drain(UPSERT, Mode::Upsert, WriteMethod::Copy, None, false));
+        // The key is each record's coordinates, so the guard never skips
+        // a row: what is measured is its cost on every row.
+        all.push(drain(
+            GUARDED,
+            Mode::Upsert,
+            WriteMethod::Copy,
+            Some("seq"),
+            false,
+        ));
+    }
+    all
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let args = args();
-    let pg = tokio::task::spawn_blocking(EmbeddedPostgres::start)
+    let args = args::parse();
+    // Before pinning, which leaves this process one CPU.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Before the drains start librdkafka's and the sink's threads, which
+    // inherit it; the runtime's threads exist already (`-a` takes them).
+    if args.pin {
+        pin::pin_self().expect("pinning this process");
+    }
+    // The latency run reads each row's commit time (pg_xact_commit_timestamp).
+    let options = Options {
+        settings: args
+            .latency
+            .then(|| ("track_commit_timestamp".to_string(), "on".to_string()))
+            .into_iter()
+            .collect(),
+        ..Options::default()
+    };
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start_with(options))
         .await
         .expect("start task")
         .expect("embedded PostgreSQL (apt install postgresql)");
+    let postmaster = pin::postmaster_pid(&pg.data_dir());
+    if args.pin {
+        pin::pin_tree(postmaster.expect("postmaster.pid")).expect("pinning Postgres");
+    }
     let pooler = (!args.direct_only)
         .then(|| PgBouncer::start(&pg, POOL_SIZE).expect("pgbouncer (apt install pgbouncer)"));
+    let bouncer = pooler.as_ref().map(PgBouncer::pid);
+    if let (true, Some(pid)) = (args.pin, bouncer) {
+        pin::pin_tree(pid).expect("pinning PgBouncer");
+    }
+    let probe: CpuProbe = Arc::new(move || {
+        vec![
+            postmaster.and_then(pin::tree_cpu),
+            bouncer.and_then(pin::tree_cpu),
+        ]
+    });
     let demo = DemoArgs {
         postgres_url: None,
         records: args.records,
@@ -90,117 +147,178 @@ async fn main() {
         mode: Default::default(),
     };
     println!(
-        "drain: {} records, {} partitions, pool_size {POOL_SIZE}, max_rows 1000, {} run(s); {} cores",
+        "drain: {} records, {} partitions, pool_size {POOL_SIZE}, max_rows {:?}, {} run(s); {cores} cores{}",
         args.records,
         args.partitions,
+        args.max_rows,
         args.runs,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if args.pin { "; pinned: postgres and pgbouncer on CPU 0, sluice on CPU 1" } else { "" },
     );
-    let mut direct = Vec::new();
-    let mut pooled = Vec::new();
-    let mut upsert = Vec::new();
-    let mut cpu = Vec::new();
-    let mut references: Vec<(refs::Method, Vec<f64>)> =
-        [refs::Method::R1, refs::Method::R1b, refs::Method::R3]
-            .into_iter()
-            .map(|m| (m, Vec::new()))
-            .collect();
-    let mut rows = None;
+    let load_before = loadavg();
+    let mut results = Results {
+        pinned: args.pin,
+        ..Results::default()
+    };
+    let mut rows: HashMap<usize, refs::Rows> = HashMap::new();
     for run in 1..=args.runs {
-        let url = pg.create_database("drain").await.expect("database");
-        let report = drain(&url, &demo, false).await.expect("direct drain");
-        print_run(run, "direct", &report);
-        direct.extend(report.steady_rate());
-        cpu.extend(
-            report
-                .sink_cpu
-                .map(|c| c.as_secs_f64() * 1e6 / report.produced as f64),
-        );
-        if let Some(pooler) = &pooler {
-            let url = pg.create_database("drain").await.expect("database");
+        for &max_rows in &args.max_rows {
+            for d in drains(&args) {
+                let options = DrainOptions {
+                    variant: Variant {
+                        write_method: d.write_method,
+                        version: d.version.map(str::to_string),
+                        max_rows: Some(max_rows),
+                        extra_columns: Vec::new(),
+                        librdkafka: args.librdkafka.clone(),
+                    },
+                    probe: Some(probe.clone()),
+                };
+                let demo = DemoArgs {
+                    mode: d.mode,
+                    ..demo.clone()
+                };
+                let report =
+                    drain_one(&pg, pooler.as_ref().filter(|_| d.pooled), &demo, &options).await;
+                let sample = sample(run, max_rows, d.method, &report);
+                print_run(&sample, &report, args.pin);
+                results.samples.push(sample);
+            }
+            if args.no_refs {
+                continue;
+            }
+            if results.peak_rss.is_none() {
+                // Before the reference rows are held: what the drains needed.
+                let rss = peak_rss();
+                println!("peak RSS after run 1's drains: {rss}");
+                results.peak_rss = Some(rss);
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = rows.entry(max_rows) {
+                let url = pg.create_database("drain").await.expect("database");
+                e.insert(refs::extract(&url, &demo, max_rows).await);
+            }
+            let rows = &rows[&max_rows];
+            for method in [
+                refs::Method::R1,
+                refs::Method::R1b,
+                refs::Method::R2,
+                refs::Method::R3,
+                refs::Method::R3g,
+            ] {
+                let url = pg.create_database("drain").await.expect("database");
+                let (elapsed, count) = refs::run(method, &url, rows).await;
+                assert_eq!(count, rows.rows as i64, "{} wrote every row", method.name());
+                let rate = rows.rows as f64 / elapsed.as_secs_f64();
+                println!(
+                    "run {run} max_rows {max_rows} {:<26} {:>6.2?}  {rate:>8.0} rows/s  rows {count}",
+                    method.name(),
+                    elapsed
+                );
+                results.samples.push(Sample {
+                    max_rows,
+                    method: method.name(),
+                    run,
+                    rate: Some(rate),
+                    join: None,
+                    cpu_us: None,
+                    cores: None,
+                });
+            }
+        }
+    }
+    results.print_summary(&args.max_rows);
+    if results.peak_rss.is_none() {
+        results.peak_rss = Some(peak_rss());
+    }
+    println!("peak RSS: {}", results.peak_rss.as_deref().unwrap_or("?"));
+    if args.latency {
+        let rate = args
+            .rate
+            .or_else(|| results.rate(args.max_rows[0], APPEND).map(|r| r / 2.0));
+        results.latency = Some(latency::run(&pg, &args, &demo, rate, probe.clone()).await);
+    }
+    let load_after = loadavg();
+    println!("load averages (1, 5, 15 min): before {load_before}, after {load_after}");
+    let setup = serde_json::json!({
+        "records": args.records, "partitions": args.partitions, "runs": args.runs,
+        "pool_size": POOL_SIZE, "max_rows": args.max_rows, "cores": cores, "pinned": args.pin,
+        "librdkafka": args.librdkafka.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "load_before": load_before, "load_after": load_after,
+        "release": !cfg!(debug_assertions),
+    });
+    match results.write_json(&args.json, setup) {
+        Ok(()) => println!("results: {}", args.json.display()),
+        Err(e) => println!("results not written to {}: {e}", args.json.display()),
+    }
+}
+
+/// One drain on a fresh database, through `pooler` when given.
+async fn drain_one(
+    pg: &EmbeddedPostgres,
+    pooler: Option<&PgBouncer>,
+    demo: &DemoArgs,
+    options: &DrainOptions,
+) -> DrainReport {
+    let url = pg.create_database("drain").await.expect("database");
+    let url = match pooler {
+        None => url,
+        Some(pooler) => {
             let database = url.rsplit('/').next().expect("a database name");
             pooler
                 .ready(database, Duration::from_secs(20))
                 .await
                 .expect("pgbouncer ready");
-            let report = drain(&pooler.url(database), &demo, false)
-                .await
-                .expect("drain through pgbouncer");
-            print_run(run, "pgbouncer", &report);
-            pooled.extend(report.steady_rate());
+            pooler.url(database)
         }
-        if args.no_refs {
-            continue;
+    };
+    drain_with(&url, demo, false, options).await.expect("drain")
+}
+
+fn sample(run: usize, max_rows: usize, method: &'static str, r: &DrainReport) -> Sample {
+    // CPU times come in 10 ms ticks: a shorter steady part says nothing.
+    let cores = |i: usize| {
+        let cpu = r.steady_cpu.get(i).copied().flatten();
+        pin::cores(cpu, r.steady).filter(|_| r.steady >= Duration::from_secs(1))
+    };
+    Sample {
+        max_rows,
+        method,
+        run,
+        rate: r.steady_rate(),
+        join: Some(r.join.as_secs_f64()),
+        cpu_us: r
+            .sink_cpu
+            .map(|c| c.as_secs_f64() * 1e6 / r.produced as f64),
+        cores: Some([cores(0), cores(1), cores(2)]),
+    }
+}
+
+fn print_run(s: &Sample, r: &DrainReport, pinned: bool) {
+    let cpu = s.cpu_us.map_or("?".into(), |c| format!("{c:.2}"));
+    let busy = match s.cores {
+        Some([Some(bench), Some(pg), bouncer]) => {
+            let bouncer = bouncer
+                .filter(|b| *b > 0.0)
+                .map_or(String::new(), |b| format!(" pgbouncer {b:.2}"));
+            let verdict = if pinned {
+                results::saturated(bench, pg)
+            } else {
+                ""
+            };
+            format!("  cores busy: sluice {bench:.2} postgres {pg:.2}{bouncer}{verdict}")
         }
-        let upsert_demo = DemoArgs {
-            mode: Mode::Upsert,
-            ..demo.clone()
-        };
-        let url = pg.create_database("drain").await.expect("database");
-        let report = drain(&url, &upsert_demo, false)
-            .await
-            .expect("upsert drain");
-        print_run(run, "upsert", &report);
-        upsert.extend(report.steady_rate());
-        if rows.is_none() {
-            // Before the reference rows are held: what the drains needed.
-            println!("peak RSS after run 1's drains: {}", peak_rss());
-            let url = pg.create_database("drain").await.expect("database");
-            rows = Some(refs::extract(&url, &demo).await);
-        }
-        let rows = rows.as_ref().expect("extracted");
-        for (method, rates) in &mut references {
-            let url = pg.create_database("drain").await.expect("database");
-            let (elapsed, count) = refs::run(*method, &url, rows).await;
-            assert_eq!(count, rows.rows as i64, "{} wrote every row", method.name());
-            let rate = rows.rows as f64 / elapsed.as_secs_f64();
-            println!(
-                "run {run} {:<17} {:>6.2?}  {rate:>8.0} rows/s  rows {count}",
-                method.name(),
-                elapsed
-            );
-            rates.push(rate);
-        }
-    }
-    let (direct, pooled) = (median(direct), median(pooled));
-    for (via, rate) in [("direct", direct), ("pgbouncer", pooled)] {
-        if via == "pgbouncer" && args.direct_only {
-            continue;
-        }
-        match rate {
-            Some(rate) => println!("median steady rate: {via} {rate:.0} records/s"),
-            None => println!("median steady rate: {via}: too small a backlog to time"),
-        }
-    }
-    if let (Some(direct), Some(pooled)) = (direct, pooled) {
-        println!("pgbouncer / direct: {:.2}", pooled / direct);
-    }
-    if let Some(cpu) = median(cpu) {
-        println!(
-            "sluice CPU (direct, median): {cpu:.2} µs/record (user + system of this process \
-             over the sink's run: the sink and the in-process mock cluster serving it)"
-        );
-    }
-    if args.no_refs {
-        return;
-    }
-    let upsert = median(upsert);
-    match upsert {
-        Some(rate) => println!("median steady rate: upsert {rate:.0} records/s"),
-        None => println!("median steady rate: upsert: too small a backlog to time"),
-    }
-    let reference = |m: usize| median(references[m].1.clone());
-    for (method, rates) in &references {
-        if let Some(rate) = median(rates.clone()) {
-            println!("median {:<17} {rate:.0} rows/s", method.name());
-        }
-    }
-    if let (Some(sluice), Some(r1b)) = (direct, reference(1)) {
-        println!("sluice / R1b: {:.2}", sluice / r1b);
-    }
-    if let (Some(sluice), Some(r3)) = (upsert, reference(2)) {
-        println!("sluice upsert / R3: {:.2}", sluice / r3);
-    }
+        _ => String::new(),
+    };
+    println!(
+        "run {} max_rows {} {:<26} join {:>6.2?}  steady {:>18}  total {:>6.2?}  cpu {cpu} µs/record  rows {} dead letters {}{busy}",
+        s.run,
+        s.max_rows,
+        s.method,
+        r.join,
+        r.steady_text(),
+        r.sink_elapsed,
+        r.rows,
+        r.dead
+    );
 }
 
 /// The process's peak resident set (`VmHWM`), as the kernel reports it.
@@ -215,16 +333,10 @@ fn peak_rss() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn print_run(run: usize, via: &str, r: &DrainReport) {
-    let cpu = r.sink_cpu.map_or("?".into(), |c| {
-        format!("{:.2}", c.as_secs_f64() * 1e6 / r.produced as f64)
-    });
-    println!(
-        "run {run} {via:<9} join {:>6.2?}  steady {:>18}  total {:>6.2?}  cpu {cpu} µs/record  rows {} dead letters {}",
-        r.join,
-        r.steady_text(),
-        r.sink_elapsed,
-        r.rows,
-        r.dead
-    );
+/// The load averages (1, 5, 15 min), for the machine's description.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| "?".into())
 }

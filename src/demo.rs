@@ -18,13 +18,14 @@ mod example;
 use example::show_example;
 // The benches (benches/) work on the demo's events, table and route.
 #[doc(hidden)]
-pub use example::{demo_config, table_ddl};
+pub use example::{demo_config, demo_config_with, table_ddl, Variant};
 
 #[doc(hidden)]
 pub const TOPIC: &str = "demo.orders";
 #[doc(hidden)]
 pub const TABLE: &str = "sluice_demo_orders";
-const STATE_SCHEMA: &str = "sluice_demo";
+#[doc(hidden)]
+pub const STATE_SCHEMA: &str = "sluice_demo";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -129,6 +130,23 @@ pub struct DrainReport {
     /// the sink and librdkafka's mock cluster, which serves it in-process.
     /// `None` where `/proc/self/stat` cannot be read.
     pub sink_cpu: Option<Duration>,
+    /// CPU time over `steady` (first committed batch to drained): this
+    /// process first, then each figure of [`DrainOptions::probe`].
+    #[doc(hidden)]
+    pub steady_cpu: Vec<Option<Duration>>,
+}
+
+/// CPU time so far of processes the caller watches (the drain benchmark's
+/// `--pin`: Postgres and PgBouncer).
+#[doc(hidden)]
+pub type CpuProbe = std::sync::Arc<dyn Fn() -> Vec<Option<Duration>> + Send + Sync>;
+
+/// How the drain benchmark varies a drain; the default is the demo's.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct DrainOptions {
+    pub variant: Variant,
+    pub probe: Option<CpuProbe>,
 }
 
 impl DrainReport {
@@ -156,6 +174,17 @@ impl DrainReport {
 /// once and in per-key order. `cleanup` drops the table and state schema
 /// afterwards. Also the drain benchmark's workload (benches/drain.rs).
 pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainReport, DemoError> {
+    drain_with(url, args, cleanup, &DrainOptions::default()).await
+}
+
+/// [`drain`] varied as `options` say (the drain benchmark).
+#[doc(hidden)]
+pub async fn drain_with(
+    url: &str,
+    args: &DemoArgs,
+    cleanup: bool,
+    options: &DrainOptions,
+) -> Result<DrainReport, DemoError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client
@@ -186,7 +215,7 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
         args.partitions
     );
 
-    let yaml = demo_config(kafka.bootstrap_servers(), url, args.mode);
+    let yaml = demo_config_with(kafka.bootstrap_servers(), url, args.mode, &options.variant);
     let config = Config::from_yaml(&yaml, |_| None)?;
     let shutdown = CancellationToken::new();
     let registry = prometheus::Registry::new();
@@ -196,14 +225,25 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
         let shutdown = shutdown.clone();
         async move { app::run(config, &registry, shutdown).await }
     });
-    let progress = wait_drained(&client, &end, Duration::from_secs(600)).await;
+    let cpu_now = || {
+        let mut cpu = vec![process_cpu()];
+        cpu.extend(options.probe.as_ref().map(|p| p()).unwrap_or_default());
+        cpu
+    };
+    let progress = wait_drained(&client, &end, Duration::from_secs(600), &cpu_now).await;
     let sink_elapsed = sink_started.elapsed();
+    let cpu_drained = cpu_now();
     let sink_cpu = process_cpu()
         .zip(cpu_started)
         .map(|(end, start)| end.saturating_sub(start));
     shutdown.cancel();
     sink.await.map_err(|e| DemoError::Check(e.to_string()))??;
     let first = progress?;
+    let steady_cpu = cpu_drained
+        .iter()
+        .zip(&first.cpu)
+        .map(|(end, start)| end.zip(*start).map(|(e, s)| e.saturating_sub(s)))
+        .collect();
 
     let verdict = verify(&client, delivered.len() - poison, poison).await;
     if cleanup {
@@ -224,6 +264,7 @@ pub async fn drain(url: &str, args: &DemoArgs, cleanup: bool) -> Result<DrainRep
         steady: sink_elapsed.saturating_sub(join),
         sink_elapsed,
         sink_cpu,
+        steady_cpu,
     })
 }
 
@@ -239,7 +280,8 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
-const POISON: &[u8] = b"{\"id\": oops";
+#[doc(hidden)]
+pub const POISON: &[u8] = b"{\"id\": oops";
 
 /// Events per key in sequence; a key always goes to the same partition. A
 /// few malformed events show the dead-letter table at work.
@@ -269,18 +311,23 @@ pub fn events(args: &DemoArgs) -> Vec<Record> {
         .collect()
 }
 
-/// The first committed batch seen: when, and how many records were
-/// committed by then.
-struct FirstCommit {
-    at: Instant,
-    committed: u64,
+/// The first committed batch seen: when, how many records were committed
+/// by then, and the CPU figures the caller asked for at that moment.
+#[doc(hidden)]
+pub struct FirstCommit {
+    pub at: Instant,
+    pub committed: u64,
+    pub cpu: Vec<Option<Duration>>,
 }
 
-/// Polls the stored offsets until every partition is at its log end.
-async fn wait_drained(
+/// Polls the stored offsets until every partition is at its log end;
+/// `cpu` is read at the first commit seen.
+#[doc(hidden)]
+pub async fn wait_drained(
     client: &tokio_postgres::Client,
     end: &HashMap<i32, i64>,
     timeout: Duration,
+    cpu: &dyn Fn() -> Vec<Option<Duration>>,
 ) -> Result<FirstCommit, DemoError> {
     let deadline = Instant::now() + timeout;
     let query =
@@ -298,6 +345,7 @@ async fn wait_drained(
                 first = Some(FirstCommit {
                     at: Instant::now(),
                     committed: committed as u64,
+                    cpu: cpu(),
                 });
             }
             if end.iter().all(|(p, e)| stored.get(p) == Some(e)) {
@@ -313,7 +361,8 @@ async fn wait_drained(
 }
 
 /// Checks every event landed once, in per-key order; returns (rows, dead letters).
-async fn verify(
+#[doc(hidden)]
+pub async fn verify(
     client: &tokio_postgres::Client,
     expected_rows: usize,
     expected_dead: usize,

@@ -7,9 +7,15 @@
 //! - **R1b**: the same COPY in chunks of sluice's `batch.max_rows`, each
 //!   chunk its own transaction, over `pool_size` connections in parallel
 //!   (sluice's shape, without its fence, offsets and Kafka);
+//! - **R2**: R1b's chunks as multi-row `INSERT ... VALUES (...), (...)`,
+//!   one statement of binary parameters per chunk, each its own
+//!   transaction, over `pool_size` connections (`write_method: insert`'s
+//!   shape: refs_insert.rs);
 //! - **R3**: R1b's chunks staged: each COPY'd into a temp table
 //!   (`ON COMMIT DROP`), then `INSERT ... SELECT ... ON CONFLICT (key) DO
-//!   UPDATE` into the table (what an upsert route does per batch).
+//!   UPDATE` into the table (what an upsert route does per batch);
+//! - **R3g**: R3 with the version guard an upsert route with `version:
+//!   seq` adds (`WHERE t.seq IS NULL OR t.seq < EXCLUDED.seq`).
 //!
 //! The rows are decoded once, before any timing, by the crate's own
 //! decoder planned on the real table, and kept as encoded COPY rows: what
@@ -21,16 +27,20 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
 use sluice::config::{Config, TableName};
-use sluice::demo::{events, DemoArgs, TABLE};
+use sluice::demo::{events, DemoArgs, Variant, TABLE};
 use sluice::sink::catalog::{plan_route, read_table};
 use sluice::sink::cell::Cell;
 use sluice::sink::decode::RowDecoder;
 
+use super::refs_insert::Statements;
+
 /// Every column of the demo's table, as the route maps them.
-const COLUMNS: &str = "amount, created_at, customer, doc, order_id, seq, src_offset, src_partition";
+pub const COLUMNS: &str =
+    "amount, created_at, customer, doc, order_id, seq, src_offset, src_partition";
 /// The table's unique index, the upsert's conflict target.
 const KEY: &str = "src_partition, src_offset";
 
@@ -39,6 +49,9 @@ pub struct Rows {
     pub chunks: Vec<Bytes>,
     pub rows: usize,
     pub pool_size: usize,
+    /// R2's statements and parameters, split from `chunks` before any
+    /// timing.
+    pub inserts: Arc<Statements>,
 }
 
 /// One reference write.
@@ -46,7 +59,9 @@ pub struct Rows {
 pub enum Method {
     R1,
     R1b,
+    R2,
     R3,
+    R3g,
 }
 
 impl Method {
@@ -54,12 +69,14 @@ impl Method {
         match self {
             Method::R1 => "R1 one COPY",
             Method::R1b => "R1b chunked COPY",
+            Method::R2 => "R2 multi-row INSERT",
             Method::R3 => "R3 staged upsert",
+            Method::R3g => "R3g staged upsert guarded",
         }
     }
 }
 
-async fn connect(url: &str) -> Client {
+pub async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .expect("connect to the reference database");
@@ -76,13 +93,18 @@ async fn create_table(client: &Client) {
 }
 
 /// Decodes the demo's events for `demo` (the sink's workload) into COPY
-/// rows, planned against the demo's table in the database at `url`.
+/// rows in chunks of `max_rows`, planned against the demo's table in the
+/// database at `url`.
 /// Offsets are counted per partition, as Kafka gives them; the malformed
 /// events, dead letters in a drain, are left out.
-pub async fn extract(url: &str, demo: &DemoArgs) -> Rows {
+pub async fn extract(url: &str, demo: &DemoArgs, max_rows: usize) -> Rows {
     let client = connect(url).await;
     create_table(&client).await;
-    let yaml = sluice::demo::demo_config("localhost:9092", url, demo.mode);
+    let variant = Variant {
+        max_rows: Some(max_rows),
+        ..Variant::default()
+    };
+    let yaml = sluice::demo::demo_config_with("localhost:9092", url, demo.mode, &variant);
     let config = Config::from_yaml(&yaml, |_| None).expect("the demo's configuration");
     let route = &config.routes[0];
     let table = TableName::parse(&route.table).expect("table name");
@@ -93,6 +115,7 @@ pub async fn extract(url: &str, demo: &DemoArgs) -> Rows {
     let planned = plan_route(0, route, &table, &found).expect("the demo's route plans");
     let names: Vec<&str> = planned.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.join(", "), COLUMNS, "the COPY column list");
+    let types: Vec<Type> = planned.iter().map(|c| c.pg_type.clone()).collect();
     let decoder = RowDecoder::new(route.format, planned);
 
     let max_rows = config.batch.max_rows;
@@ -132,6 +155,7 @@ pub async fn extract(url: &str, demo: &DemoArgs) -> Rows {
         chunks.push(chunk.split().freeze());
     }
     Rows {
+        inserts: Arc::new(Statements::new(&chunks, &types)),
         chunks,
         rows,
         pool_size: config.postgres.pool_size,
@@ -169,19 +193,20 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
     create_table(&setup).await;
     let connections = match method {
         Method::R1 => 1,
-        Method::R1b | Method::R3 => rows.pool_size,
+        Method::R1b | Method::R2 | Method::R3 | Method::R3g => rows.pool_size,
     };
     let mut clients = Vec::new();
     for _ in 0..connections {
         clients.push(connect(url).await);
     }
     let chunks = Arc::new(rows.chunks.clone());
+    let inserts = rows.inserts.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = clients
         .into_iter()
         .map(|client| {
-            let (chunks, next) = (chunks.clone(), next.clone());
+            let (chunks, inserts, next) = (chunks.clone(), inserts.clone(), next.clone());
             tokio::spawn(async move {
                 if let Method::R1 = method {
                     client.batch_execute("BEGIN").await.expect("BEGIN");
@@ -196,7 +221,16 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
                     let Some(chunk) = chunks.get(i) else { return };
                     client.batch_execute("BEGIN").await.expect("BEGIN");
                     match method {
-                        Method::R3 => upsert(&client, chunk).await,
+                        Method::R3 => upsert(&client, chunk, "").await,
+                        Method::R3g => {
+                            upsert(
+                                &client,
+                                chunk,
+                                " WHERE t.seq IS NULL OR t.seq < EXCLUDED.seq",
+                            )
+                            .await
+                        }
+                        Method::R2 => inserts.insert(&client, i).await,
                         _ => copy(&client, TABLE, std::slice::from_ref(chunk)).await,
                     }
                     client.batch_execute("COMMIT").await.expect("COMMIT");
@@ -216,8 +250,9 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
     (elapsed, count)
 }
 
-/// One staged upsert of `chunk`, in the open transaction.
-async fn upsert(client: &Client, chunk: &Bytes) {
+/// One staged upsert of `chunk`, in the open transaction; `guard` ends
+/// the `DO UPDATE`.
+async fn upsert(client: &Client, chunk: &Bytes, guard: &str) {
     let set: Vec<String> = COLUMNS
         .split(", ")
         .filter(|c| !KEY.split(", ").any(|k| k == *c))
@@ -234,7 +269,7 @@ async fn upsert(client: &Client, chunk: &Bytes) {
     client
         .batch_execute(&format!(
             "INSERT INTO {TABLE} AS t ({COLUMNS}) SELECT {COLUMNS} FROM stage \
-             ON CONFLICT ({KEY}) DO UPDATE SET {}",
+             ON CONFLICT ({KEY}) DO UPDATE SET {}{guard}",
             set.join(", ")
         ))
         .await

@@ -2,7 +2,7 @@
 //! start and written by `--write-example DIR` as a starting point.
 
 use super::{DemoArgs, DemoError, STATE_SCHEMA, TABLE, TOPIC};
-use crate::config::Mode;
+use crate::config::{Mode, WriteMethod};
 
 /// The demo's table: the events, unique on their Kafka coordinates.
 pub fn table_ddl() -> String {
@@ -46,13 +46,51 @@ pub(super) fn show_example(args: &DemoArgs) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// How the drain benchmark varies the demo's route and batch; the default
+/// is the demo's own.
+#[derive(Debug, Clone, Default)]
+pub struct Variant {
+    pub write_method: WriteMethod,
+    /// Upsert only: the route's `version` column (the bench uses `seq`).
+    pub version: Option<String>,
+    /// `batch.max_rows`; `None` is the demo's 1,000.
+    pub max_rows: Option<usize>,
+    /// More `column: source` mappings, for columns the caller added to
+    /// the table (the latency run's `$timestamp`).
+    pub extra_columns: Vec<(String, String)>,
+    /// More `kafka.librdkafka` settings (the bench's `--librdkafka`).
+    pub librdkafka: Vec<(String, String)>,
+}
+
 /// The demo's configuration; `Mode::Upsert` keys the route on the Kafka
 /// coordinates (the table's unique index), for the drain benchmark.
 pub fn demo_config(brokers: &str, url: &str, mode: Mode) -> String {
-    let mode = match mode {
-        Mode::Append => "",
-        Mode::Upsert => "\n    mode: upsert\n    key: [src_partition, src_offset]",
+    demo_config_with(brokers, url, mode, &Variant::default())
+}
+
+/// [`demo_config`] varied as `variant` says.
+pub fn demo_config_with(brokers: &str, url: &str, mode: Mode, variant: &Variant) -> String {
+    let mut mode = match mode {
+        Mode::Append => String::new(),
+        Mode::Upsert => "\n    mode: upsert\n    key: [src_partition, src_offset]".into(),
     };
+    if let Some(version) = &variant.version {
+        mode.push_str(&format!("\n    version: {version}"));
+    }
+    if variant.write_method == WriteMethod::Insert {
+        mode.push_str("\n    write_method: insert");
+    }
+    let max_rows = variant.max_rows.unwrap_or(1000);
+    let extra: String = variant
+        .extra_columns
+        .iter()
+        .map(|(column, source)| format!("\n      {column}: {source}"))
+        .collect();
+    let librdkafka: String = variant
+        .librdkafka
+        .iter()
+        .map(|(key, value)| format!("\n    {key}: \"{value}\""))
+        .collect();
     format!(
         r#"
 kafka:
@@ -60,13 +98,13 @@ kafka:
   group_id: sluice-demo
   librdkafka:
     session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
+    heartbeat.interval.ms: "500"{librdkafka}
 postgres:
   url: "{url}"
   pool_size: 4
   state_schema: {STATE_SCHEMA}
 batch:
-  max_rows: 1000
+  max_rows: {max_rows}
   linger: 20ms
 http:
   listen: "127.0.0.1:0"
@@ -81,7 +119,7 @@ routes:
       created_at: /created_at
       doc: /
       src_partition: $partition
-      src_offset: $offset
+      src_offset: $offset{extra}
 "#
     )
 }

@@ -87,6 +87,13 @@ impl PgBouncer {
         Ok(PgBouncer { child, port, dir })
     }
 
+    /// Its process id: the drain benchmark's `--pin` puts it on Postgres'
+    /// CPU and counts its CPU time.
+    #[doc(hidden)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The TCP port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

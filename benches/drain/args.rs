@@ -1,0 +1,83 @@
+//! The drain benchmark's command line (no clap: cargo bench passes its own
+//! `--bench`, and a few flags are all it takes).
+
+use std::path::PathBuf;
+
+pub struct Args {
+    pub records: usize,
+    pub partitions: i32,
+    pub runs: usize,
+    pub direct_only: bool,
+    /// Only the append drains (direct, PgBouncer): no upsert, insert or
+    /// reference writes.
+    pub no_refs: bool,
+    /// `batch.max_rows` values; each run goes through every one.
+    pub max_rows: Vec<usize>,
+    /// Postgres (and PgBouncer) on CPU 0, this process on CPU 1.
+    pub pin: bool,
+    pub latency: bool,
+    /// The latency run's producer rate; `None`: half the measured steady
+    /// rate of the direct append drain.
+    pub rate: Option<f64>,
+    pub latency_secs: u64,
+    /// Where the results go as JSON (benches/chart.py reads them).
+    pub json: PathBuf,
+    /// `--librdkafka key=value`, repeatable: consumer settings for every
+    /// drain (e.g. `fetch.wait.max.ms=10`), to try the fetch tuning.
+    pub librdkafka: Vec<(String, String)>,
+}
+
+pub fn parse() -> Args {
+    let mut args = Args {
+        records: 1_000_000,
+        partitions: 32,
+        runs: 3,
+        direct_only: false,
+        no_refs: false,
+        max_rows: vec![1000],
+        pin: false,
+        latency: false,
+        rate: None,
+        latency_secs: 60,
+        json: PathBuf::from("target/drain-results.json"),
+        librdkafka: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut text =
+            |name: &str| -> String { it.next().unwrap_or_else(|| panic!("{name} takes a value")) };
+        let number = |name: &str, v: String| -> usize {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, not {v}"))
+        };
+        match arg.as_str() {
+            "--records" => args.records = number(&arg, text(&arg)),
+            "--partitions" => args.partitions = number(&arg, text(&arg)) as i32,
+            "--runs" => args.runs = number(&arg, text(&arg)).max(1),
+            "--direct-only" => args.direct_only = true,
+            "--no-refs" => args.no_refs = true,
+            "--max-rows" => {
+                args.max_rows = text(&arg)
+                    .split(',')
+                    .map(|v| number("--max-rows", v.trim().to_string()).max(1))
+                    .collect()
+            }
+            "--pin" => args.pin = true,
+            "--latency" => args.latency = true,
+            "--rate" => args.rate = Some(number(&arg, text(&arg)) as f64),
+            "--latency-secs" => args.latency_secs = number(&arg, text(&arg)) as u64,
+            "--json" => args.json = PathBuf::from(text(&arg)),
+            "--librdkafka" => {
+                let setting = text(&arg);
+                let (key, value) = setting
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("--librdkafka takes key=value, not {setting}"));
+                args.librdkafka.push((key.to_string(), value.to_string()));
+            }
+            // What cargo bench passes to every bench target.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
