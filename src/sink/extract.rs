@@ -334,11 +334,19 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
-        Ok(self
-            .0
+        let children = self.0;
+        // Most objects' keys are short and a node has few children: a
+        // length check first skips nearly every byte comparison.
+        if children.len() <= 8 {
+            return Ok(children
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && **k == *key)
+                .map(|c| c.1));
+        }
+        Ok(children
             .binary_search_by(|(k, _)| (**k).cmp(key))
             .ok()
-            .map(|at| self.0[at].1))
+            .map(|at| children[at].1))
     }
 }
 

@@ -207,3 +207,24 @@ fn numbers_keep_their_text() {
         assert_eq!(num.as_str(), tree_text);
     }
 }
+
+#[test]
+fn many_keys_at_one_level() {
+    // More children than the linear scan takes: found by binary search.
+    let keys: Vec<String> = (0..20).map(|i| format!("k{}", 19 - i)).collect();
+    let doc = format!(
+        "{{{}}}",
+        keys.iter()
+            .map(|k| format!("\"{k}\": \"{k}\", \"x{k}\": 0"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let pointers: Vec<String> = keys.iter().map(|k| format!("/{k}")).collect();
+    let pointers: Vec<&str> = pointers.iter().map(String::as_str).collect();
+    agrees(&doc, &pointers);
+    let got = extract(&doc, &pointers).unwrap();
+    assert!(got
+        .iter()
+        .zip(&keys)
+        .all(|(g, k)| g.as_deref() == Some(&*format!("\"{k}\""))));
+}
