@@ -32,12 +32,12 @@ pub use spec::{ColType, ColumnSpec};
 
 /// Turns a source value into a cell for the column, or says in plain words why it cannot (the caller prefixes the column name). Never panics on any input.
 pub fn coerce(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
-    // Variable-length values are written into one buffer sized for them,
-    // which becomes the cell's bytes without a copy.
+    // Variable-length values are written into one buffer, which becomes
+    // the cell's bytes without a copy. Text, numeric, uuid and bytea are
+    // written in one go (the buffer is allocated once, and not at all for
+    // NULL); JSON is serialised piecemeal, so its buffer is sized first.
     let mut buf = match spec.ctype {
-        ColType::Text | ColType::Json | ColType::Jsonb | ColType::Bytea | ColType::Numeric => {
-            BytesMut::with_capacity(size_hint(src))
-        }
+        ColType::Json | ColType::Jsonb => BytesMut::with_capacity(size_hint(src)),
         _ => BytesMut::new(),
     };
     Ok(match coerce_into(spec, src, &mut buf)? {
