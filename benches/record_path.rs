@@ -14,10 +14,10 @@
 //!
 //! Each case decodes with the crate's own [`RowDecoder`], built by
 //! [`plan_route`] from a route and a catalog description of the table (what
-//! start-up reads from `pg_attribute`), and encodes with
-//! [`Cell::write_copy_field`], the framing tokio-postgres'
-//! `BinaryCopyInWriter::write_raw` gives the same cells (a field count,
-//! then per field a length and the bytes `Cell::to_sql` writes).
+//! start-up reads from `pg_attribute`), through
+//! [`RowDecoder::decode_copy`]: the path a COPY append takes in the sink,
+//! each row written straight into the COPY buffer, which is handed to the
+//! connection every [`COPY_FRAME`] bytes (here: emptied and reused).
 //!
 //! Before criterion runs, each case prints its allocations per record (a
 //! counting global allocator) and its COPY bytes per record.
@@ -31,15 +31,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use criterion::{Criterion, Throughput};
 
 use sluice::config::{Format, RouteConfig, TableName};
 use sluice::demo::{events, DemoArgs};
 use sluice::record::Record;
 use sluice::sink::catalog::{plan_route, CatalogColumn, CatalogTable};
-use sluice::sink::cell::Cell;
 use sluice::sink::decode::RowDecoder;
+use sluice::sink::rows::COPY_FRAME;
 
 /// Counts every allocation (and reallocation) the process makes, so each
 /// case can say how many one record costs.
@@ -69,10 +69,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// BinaryCopyInWriter hands its buffer to the connection past this many
-/// bytes; clearing it here keeps the buffer's growth what it is there.
-const COPY_FLUSH: usize = 4096;
-
 /// Distinct records per case, cycled, so the figures are not those of one
 /// value the branch predictor has learnt.
 const RECORDS: usize = 1024;
@@ -85,36 +81,29 @@ struct Case {
     records: Vec<Record>,
 }
 
-/// The per-record state the sink keeps across a batch.
+/// The per-record state the sink keeps across a batch: the COPY buffer
+/// (`sink::rows`).
 struct Path {
-    cells: Vec<Cell>,
     copy: BytesMut,
 }
 
 impl Case {
     fn path(&self) -> Path {
         Path {
-            cells: Vec::with_capacity(self.decoder.columns().len()),
-            copy: BytesMut::with_capacity(2 * COPY_FLUSH),
+            copy: BytesMut::with_capacity(2 * COPY_FRAME),
         }
     }
 
-    /// The measured work for one record: decode and coerce into cells,
-    /// then one binary COPY row. Returns the row's COPY bytes.
+    /// The measured work for one record: decode, coerce and encode it as
+    /// one binary COPY row. Returns the row's COPY bytes.
     fn one(&self, i: usize, path: &mut Path) -> usize {
         let record = &self.records[i % self.records.len()];
-        self.decoder
-            .decode(self.topic, 3, record, &mut path.cells)
-            .expect("every benchmark record decodes");
         let at = path.copy.len();
-        // A COPY BINARY row: the field count, then each field.
-        path.copy.put_i16(path.cells.len() as i16);
-        for cell in &path.cells {
-            cell.write_copy_field(&mut path.copy);
-        }
+        self.decoder
+            .decode_copy(self.topic, 3, record, &mut path.copy)
+            .expect("every benchmark record decodes");
         let bytes = path.copy.len() - at;
-        path.cells.clear();
-        if path.copy.len() > COPY_FLUSH {
+        if path.copy.len() >= COPY_FRAME {
             path.copy.clear();
         }
         bytes

@@ -15,6 +15,7 @@ mod numbers;
 mod plans;
 mod records;
 mod regressions;
+mod tree;
 mod upsert;
 mod wire;
 

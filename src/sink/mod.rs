@@ -11,6 +11,7 @@ pub mod commit;
 pub mod dead_letters;
 pub mod decode;
 pub mod error;
+pub mod extract;
 pub mod numeric;
 pub mod privileges;
 pub mod rows;

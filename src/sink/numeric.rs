@@ -128,8 +128,21 @@ pub fn encode_numeric(text: &str) -> Result<Vec<u8>, String> {
 /// fraction digits, needs more than `precision - scale` integer digits.
 /// Extra fraction digits are sent as they are; Postgres rounds them.
 pub fn encode_numeric_checked(text: &str, typmod: Option<(u32, u32)>) -> Result<Vec<u8>, String> {
+    let mut out = bytes::BytesMut::new();
+    encode_numeric_into(text, typmod, &mut out)?;
+    Ok(out.into())
+}
+
+/// [`encode_numeric_checked`] appending to `out` (a COPY row, say); on
+/// error nothing is appended.
+pub fn encode_numeric_into(
+    text: &str,
+    typmod: Option<(u32, u32)>,
+    out: &mut bytes::BytesMut,
+) -> Result<(), String> {
     let Some(dec) = parse_decimal(text)? else {
-        return Ok(header(0, 0, NUMERIC_NAN, 0, 0));
+        header(out, 0, 0, NUMERIC_NAN, 0, 0);
+        return Ok(());
     };
     let out_of_range = || format!("out of range for numeric: {}", show(text));
     let dscale = dec.scale().max(0);
@@ -138,7 +151,8 @@ pub fn encode_numeric_checked(text: &str, typmod: Option<(u32, u32)>) -> Result<
     }
     let sig = dec.significant();
     if sig.is_empty() {
-        return Ok(header(0, 0, 0, dscale as u16, 0));
+        header(out, 0, 0, 0, dscale as u16, 0);
+        return Ok(());
     }
     if let Some(typmod) = typmod {
         check_typmod(&dec, sig.clone(), typmod, text)?;
@@ -150,7 +164,7 @@ pub fn encode_numeric_checked(text: &str, typmod: Option<(u32, u32)>) -> Result<
         return Err(out_of_range());
     };
     let sign = if dec.neg { NUMERIC_NEG } else { 0 };
-    let mut out = header(ndigits, weight, sign, dscale as u16, ndigits as usize);
+    header(out, ndigits, weight, sign, dscale as u16, ndigits as usize);
     let mut group = 0i16;
     for i in sig.clone() {
         let place = dec.power(i).rem_euclid(4);
@@ -161,16 +175,22 @@ pub fn encode_numeric_checked(text: &str, typmod: Option<(u32, u32)>) -> Result<
             group = 0;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn header(ndigits: i16, weight: i16, sign: u16, dscale: u16, capacity: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 2 * capacity);
+fn header(
+    out: &mut bytes::BytesMut,
+    ndigits: i16,
+    weight: i16,
+    sign: u16,
+    dscale: u16,
+    capacity: usize,
+) {
+    out.reserve(8 + 2 * capacity);
     out.put_i16(ndigits);
     out.put_i16(weight);
     out.put_u16(sign);
     out.put_u16(dscale);
-    out
 }
 
 /// Mirrors Postgres' apply_typmod: round to `scale` places (half away from

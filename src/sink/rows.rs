@@ -8,13 +8,19 @@
 //! - `VALUES` lists of bind parameters, chunked under Postgres' 65,535
 //!   parameter limit (`INSERT ... VALUES (...), (...)` or
 //!   `DELETE ... WHERE (key) IN ((...), (...))`).
+//!
+//! COPY data is encoded here (the binary format's header, rows, trailer)
+//! into one buffer that is handed to the connection in frames of
+//! [`COPY_FRAME`] bytes: tokio-postgres' `BinaryCopyInWriter` sends 4 KiB
+//! chunks and builds a buffer per row.
 
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use bytes::{BufMut as _, Bytes, BytesMut};
+use futures::SinkExt as _;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Transaction;
+use tokio_postgres::{CopyInSink, Transaction};
 
 use super::cell::Cell;
 use super::error::SinkError;
@@ -22,6 +28,12 @@ use crate::config::WriteMethod;
 
 /// Postgres accepts at most this many bind parameters in one statement.
 const MAX_PARAMS: usize = 65_535;
+
+/// COPY data is sent once this much is buffered: few, large messages.
+pub const COPY_FRAME: usize = 64 * 1024;
+
+/// The binary COPY header: signature, flags (no OIDs), no extension.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// One statement shape over some columns.
 #[derive(Debug)]
@@ -102,7 +114,9 @@ pub enum RowWriter<'t> {
     Copy {
         sql: &'t RowSql,
         txn: &'t Transaction<'t>,
-        writer: Pin<Box<BinaryCopyInWriter>>,
+        sink: Pin<Box<CopyInSink<Bytes>>>,
+        /// Encoded rows not sent yet (the header first).
+        buf: BytesMut,
     },
     Values {
         sql: &'t RowSql,
@@ -123,11 +137,14 @@ impl<'t> RowWriter<'t> {
                 if let Some((create, _)) = &sql.stage {
                     txn.batch_execute(create).await?;
                 }
-                let sink = txn.copy_in(&sql.copy).await?;
+                let sink = txn.copy_in::<_, Bytes>(&sql.copy).await?;
+                let mut buf = BytesMut::with_capacity(COPY_FRAME * 2);
+                buf.put_slice(COPY_HEADER);
                 RowWriter::Copy {
                     sql,
                     txn,
-                    writer: Box::pin(BinaryCopyInWriter::new(sink, &sql.types)),
+                    sink: Box::pin(sink),
+                    buf,
                 }
             }
             WriteMethod::Insert => RowWriter::Values {
@@ -140,12 +157,38 @@ impl<'t> RowWriter<'t> {
         })
     }
 
+    /// For COPY, the buffer a row is appended to (as a COPY BINARY row:
+    /// the field count, then each field) before [`RowWriter::row_written`];
+    /// `None` for VALUES lists, which take cells ([`RowWriter::push`]).
+    pub fn copy_buffer(&mut self) -> Option<&mut BytesMut> {
+        match self {
+            RowWriter::Copy { buf, .. } => Some(buf),
+            RowWriter::Values { .. } => None,
+        }
+    }
+
+    /// A row was appended to [`RowWriter::copy_buffer`]: sends a frame
+    /// when one is full.
+    pub async fn row_written(&mut self) -> Result<(), SinkError> {
+        if let RowWriter::Copy { sink, buf, .. } = self {
+            if buf.len() >= COPY_FRAME {
+                sink.send(buf.split().freeze()).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes one row, taking the cells out of `cells`.
     pub async fn push(&mut self, cells: &mut Vec<Cell>) -> Result<(), SinkError> {
         match self {
-            RowWriter::Copy { writer, .. } => {
-                writer.as_mut().write_raw(cells.iter()).await?;
+            RowWriter::Copy { buf, .. } => {
+                // The catalog plan never has more columns than a table may (1,600).
+                buf.put_i16(i16::try_from(cells.len()).unwrap_or(i16::MAX));
+                for cell in cells.iter() {
+                    cell.write_copy_field(buf);
+                }
                 cells.clear();
+                self.row_written().await?;
             }
             RowWriter::Values {
                 sql,
@@ -174,9 +217,13 @@ impl<'t> RowWriter<'t> {
             RowWriter::Copy {
                 sql,
                 txn,
-                mut writer,
+                mut sink,
+                mut buf,
             } => {
-                let pushed = writer.as_mut().finish().await?;
+                buf.put_i16(-1);
+                sink.send(buf.freeze()).await?;
+                // Postgres counts the rows it took.
+                let pushed = sink.as_mut().finish().await?;
                 let affected = match &sql.stage {
                     Some((_, apply)) => txn.execute_typed(apply, &[]).await?,
                     None => pushed,
@@ -256,6 +303,14 @@ fn values_sql(head: &str, tail: &str, rows: usize, ncols: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_copy_header_is_the_binary_format_signature_flags_and_extension() {
+        // 11-byte signature, i32 flags, i32 header extension length.
+        assert_eq!(COPY_HEADER.len(), 19);
+        assert_eq!(&COPY_HEADER[..11], b"PGCOPY\n\xff\r\n\0");
+        assert!(COPY_HEADER[11..].iter().all(|&b| b == 0));
+    }
 
     #[test]
     fn values_statement_shape() {

@@ -233,6 +233,28 @@ impl TableWriter {
                 dead.push((record, refused.clone(), DeadLetterKind::Refused));
                 continue;
             }
+            if let Some(buf) = rows.as_mut().and_then(RowWriter::copy_buffer) {
+                // An append by COPY: the row is encoded straight into the
+                // COPY buffer, with no cells in between.
+                let (topic, partition) = (&slice.key.topic, slice.key.partition);
+                match self.decoder.decode_copy(topic, partition, record, buf) {
+                    Ok(Decoded::Row) => {
+                        if let Some(rows) = &mut rows {
+                            rows.row_written().await?;
+                        }
+                    }
+                    Ok(Decoded::Tombstone) => stats.tombstones += 1,
+                    Err(reason) => dead.push((
+                        record,
+                        Refused {
+                            reason,
+                            sqlstate: None,
+                        },
+                        DeadLetterKind::Decode,
+                    )),
+                }
+                continue;
+            }
             match self.decode(slice, record, &mut cells) {
                 Ok(Item::Row) => match &mut rows {
                     Some(rows) => rows.push(&mut cells).await?,

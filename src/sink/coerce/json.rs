@@ -2,25 +2,29 @@
 //! serialised, refused where Postgres would fail on it with an error that
 //! is not about the record (deep nesting) or cannot store it (`\u0000`).
 
+use bytes::{BufMut as _, BytesMut};
 use serde_json::Value;
 
-use super::{mismatch, Cell, ColType, ColumnSpec, Src};
+use super::{mismatch, ColType, ColumnSpec, Src};
 
-pub(super) fn json(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
+/// Appends the column's binary form of `src` to `out` (the caller undoes
+/// it on error).
+pub(super) fn json(spec: &ColumnSpec, src: Src<'_>, out: &mut BytesMut) -> Result<(), String> {
     let jsonb = spec.ctype == ColType::Jsonb;
-    let capacity = match src {
-        Src::RawJson(b) | Src::Bytes(b) => b.len(),
-        Src::Text(s) => s.len() + 2,
-        _ => 32,
-    };
-    let mut out = Vec::with_capacity(capacity + 1);
+    let start = out.len();
     if jsonb {
-        out.push(1);
+        out.put_u8(1);
     }
     let written = match src {
-        Src::Json(v) => serde_json::to_writer(&mut out, v),
-        Src::Text(s) => serde_json::to_writer(&mut out, s),
-        Src::Int(i) => serde_json::to_writer(&mut out, &i),
+        Src::Json(v) => serde_json::to_writer((&mut *out).writer(), v),
+        // As the tree's string and number serialise: escaped again, and the
+        // exact digits.
+        Src::JsonString(s) | Src::Text(s) => serde_json::to_writer((&mut *out).writer(), s),
+        Src::JsonNumber(t) => {
+            out.put_slice(t.as_bytes());
+            Ok(())
+        }
+        Src::Int(i) => serde_json::to_writer((&mut *out).writer(), &i),
         Src::RawJson(b) => {
             // The decoder validated the document without building a tree,
             // which sets no depth limit; Postgres' recursive parser fails
@@ -31,21 +35,21 @@ pub(super) fn json(spec: &ColumnSpec, src: Src<'_>) -> Result<Cell, String> {
                     spec.ctype.pg_name()
                 ));
             }
-            out.extend_from_slice(b);
+            out.put_slice(b);
             Ok(())
         }
         Src::Bytes(b) => {
             serde_json::from_slice::<Value>(b).map_err(|_| "not valid JSON".to_string())?;
-            out.extend_from_slice(b);
+            out.put_slice(b);
             Ok(())
         }
-        Src::Missing | Src::TimestampMs(_) => return Err(mismatch(spec, src)),
+        Src::Missing | Src::TimestampMs(_) | Src::JsonText(_) => return Err(mismatch(spec, src)),
     };
     written.map_err(|e| e.to_string())?;
-    if jsonb && has_nul_escape(&out) {
+    if jsonb && has_nul_escape(&out[start..]) {
         return Err("jsonb cannot store the escape \\u0000".into());
     }
-    Ok(Cell::Bytes(out))
+    Ok(())
 }
 
 /// serde_json's limit for the values columns point into; Postgres takes it

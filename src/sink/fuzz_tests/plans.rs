@@ -66,7 +66,7 @@ pub fn planned(
 /// How a route's columns read the record.
 #[derive(Debug, Clone, Copy)]
 enum Shape {
-    /// JSON pointers into the value (it is parsed into a tree), and Kafka
+    /// JSON pointers into the value (walked once for them), and Kafka
     /// fields.
     Pointers,
     /// The whole value (only validated, never parsed into a tree) and
