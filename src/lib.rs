@@ -32,9 +32,11 @@
 //!   a worker rewinds when Postgres lost its last commits (an idle one
 //!   re-reads its offset row: `pipeline::reposition`).
 //! - [`record`]: a Kafka record copied out of librdkafka.
-//! - [`sink`]: catalog, decoding and coercion, binary cells, the writer of
-//!   a topic's routes in one transaction (`sink::topic`) and of each
-//!   route's table (`sink::writer`),
+//! - [`sink`]: catalog, decoding (one pass over each JSON value for the
+//!   route's pointers, compiled once: `sink::extract`) and coercion straight
+//!   into binary COPY rows sent in large frames (`sink::rows`), binary cells
+//!   for INSERT, the writer of a topic's routes in one transaction
+//!   (`sink::topic`) and of each route's table (`sink::writer`),
 //!   commit with retry/bisection, SQLSTATE classification, and the
 //!   privileges each route needs (`sink::privileges`).
 //! - [`offsets`]: the offset store and its fence.
