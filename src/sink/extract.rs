@@ -22,6 +22,8 @@ use serde::de::{
 };
 use serde_json::value::RawValue;
 
+use super::coerce::nested_deeper_than;
+
 /// serde_json refuses a tree nested this deep (`remaining_depth` 128,
 /// refused when it reaches zero).
 const TREE_DEPTH_LIMIT: usize = 128;
@@ -173,29 +175,8 @@ impl Paths {
 fn tree_may_refuse(input: &[u8]) -> bool {
     std::str::from_utf8(input).is_err()
         || memchr::memmem::find(input, b"\\u").is_some()
-        || (input.len() >= 2 * TREE_DEPTH_LIMIT && nested_as_deep_as(input, TREE_DEPTH_LIMIT))
-}
-
-/// Whether arrays and objects in (syntactically valid) JSON text nest
-/// `limit` levels deep.
-fn nested_as_deep_as(json: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if in_string => escaped = true,
-            b'"' => in_string = !in_string,
-            b'[' | b'{' if !in_string => {
-                depth += 1;
-                if depth >= limit {
-                    return true;
-                }
-            }
-            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
+        // Nesting as deep as the limit is nesting deeper than one less.
+        || (input.len() >= 2 * TREE_DEPTH_LIMIT && nested_deeper_than(input, TREE_DEPTH_LIMIT - 1))
 }
 
 /// The value at one trie node.

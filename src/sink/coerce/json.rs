@@ -57,7 +57,7 @@ pub(super) fn json(spec: &ColumnSpec, src: Src<'_>, out: &mut BytesMut) -> Resul
 const MAX_JSON_DEPTH: usize = 128;
 
 /// Whether arrays and objects in JSON text nest more than `limit` deep.
-fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
+pub(crate) fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         match b {

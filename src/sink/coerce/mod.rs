@@ -26,6 +26,7 @@ use datetime::{
 #[cfg(test)]
 use json::has_nul_escape;
 use json::json;
+pub(super) use json::nested_deeper_than;
 pub use source::Src;
 use source::{kind, normalize, Decoded};
 pub use spec::{ColType, ColumnSpec};
