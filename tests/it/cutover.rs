@@ -159,27 +159,6 @@ fn filler(base_ms: i64) -> Vec<Timed> {
         .collect()
 }
 
-/// `sluice <args> --config <yaml>` as a process: (exit code, stdout, stderr).
-async fn sluice(yaml: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .arg("--config")
-        .arg(&path)
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run sluice");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `sluice <args> --json`: (exit code, the JSON printed).
 async fn sluice_json(yaml: &str, args: &[&str]) -> (i32, Value) {
     let mut all = args.to_vec();

@@ -15,23 +15,9 @@ use crate::harness::*;
 
 /// `sluice status <args> --config <yaml>`: (exit code, stdout, stderr).
 async fn status(yaml: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("status")
-        .args(args)
-        .arg("--config")
-        .arg(&path)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run sluice status");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["status"];
+    all.extend_from_slice(args);
+    sluice(yaml, &all).await
 }
 
 /// `sluice status --json`: (exit code, the report).
