@@ -13,6 +13,17 @@ pub struct Refused {
     pub sqlstate: Option<String>,
 }
 
+impl Refused {
+    /// A record that could not be decoded or coerced: no SQLSTATE, the
+    /// decoder's reason.
+    pub fn decode(reason: String) -> Refused {
+        Refused {
+            reason,
+            sqlstate: None,
+        }
+    }
+}
+
 /// What one committed attempt did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct WriteStats {

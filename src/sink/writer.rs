@@ -244,14 +244,9 @@ impl TableWriter {
                         }
                     }
                     Ok(Decoded::Tombstone) => stats.tombstones += 1,
-                    Err(reason) => dead.push((
-                        record,
-                        Refused {
-                            reason,
-                            sqlstate: None,
-                        },
-                        DeadLetterKind::Decode,
-                    )),
+                    Err(reason) => {
+                        dead.push((record, Refused::decode(reason), DeadLetterKind::Decode))
+                    }
                 }
                 continue;
             }
@@ -262,14 +257,7 @@ impl TableWriter {
                 },
                 Ok(Item::Delete) => ops.push(Op::Delete(std::mem::take(&mut cells))),
                 Ok(Item::Skip) => stats.tombstones += 1,
-                Err(reason) => dead.push((
-                    record,
-                    Refused {
-                        reason,
-                        sqlstate: None,
-                    },
-                    DeadLetterKind::Decode,
-                )),
+                Err(reason) => dead.push((record, Refused::decode(reason), DeadLetterKind::Decode)),
             }
         }
         if let Some(rows) = rows {
