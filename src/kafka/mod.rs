@@ -26,6 +26,19 @@ pub fn start_offset(stored: Option<i64>) -> Offset {
     stored.map_or(Offset::Beginning, Offset::Offset)
 }
 
+/// How many records librdkafka keeps fetched ahead per partition
+/// (`queued.min.messages`): ten batches, at least 10,000. With two batches
+/// (as before) the drain benchmark's workers waited on fetches: 16
+/// partitions, `max_rows: 1000`, 500,000 records went at 172,000 records/s
+/// with 2,000 queued, 227,000 with 10,000 and 238,000 with 20,000
+/// (docs/performance.md). Memory stays capped by
+/// `queued.max.messages.kbytes`, which librdkafka applies as well: deeper
+/// only for records small enough that the count, not the bytes, bound the
+/// queue.
+fn prefetch_messages(max_rows: usize) -> usize {
+    max_rows.saturating_mul(10).max(10_000)
+}
+
 /// librdkafka settings: sluice's defaults, then the user's raw settings
 /// (which win), then the settings sluice's correctness depends on.
 pub fn client_config(config: &Config) -> ClientConfig {
@@ -47,7 +60,7 @@ pub fn client_config(config: &Config) -> ClientConfig {
         ("queued.max.messages.kbytes", per_partition_kib.to_string()),
         (
             "queued.min.messages",
-            (config.batch.max_rows * 2).max(1000).to_string(),
+            prefetch_messages(config.batch.max_rows).to_string(),
         ),
         ("fetch.queue.backoff.ms", "50".to_string()),
         // A broker back after an outage is reconnected to within 2 s, not
@@ -82,4 +95,24 @@ pub fn client_config(config: &Config) -> ClientConfig {
         // assigned a concrete stored offset, so nothing else resets.
         .set("auto.offset.reset", "error");
     cc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_holds_ten_batches_and_at_least_ten_thousand_records() {
+        assert_eq!(prefetch_messages(1), 10_000);
+        assert_eq!(prefetch_messages(1000), 10_000);
+        assert_eq!(prefetch_messages(5000), 50_000);
+        assert_eq!(prefetch_messages(usize::MAX), usize::MAX);
+        let yaml = "kafka:\n  brokers: b:9092\n  group_id: g\npostgres:\n  url: postgres://h/d\n\
+                    batch:\n  max_rows: 2000\nroutes:\n  - topic: t\n    table: public.t\n    columns:\n      id: /id\n";
+        let config = Config::from_yaml(yaml, |_| None).expect("config");
+        let cc = client_config(&config);
+        assert_eq!(cc.get("queued.min.messages"), Some("20000"));
+        // The bytes still cap the queue: twice batch.max_bytes (4 MiB).
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("8192"));
+    }
 }
