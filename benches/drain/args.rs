@@ -25,6 +25,9 @@ pub struct Args {
     /// `--librdkafka key=value`, repeatable: consumer settings for every
     /// drain (e.g. `fetch.wait.max.ms=10`), to try the fetch tuning.
     pub librdkafka: Vec<(String, String)>,
+    /// `--tansu BIN`: also drain from tansu with sluice as its own process
+    /// (process.rs), and run `--latency` against tansu.
+    pub tansu: Option<PathBuf>,
 }
 
 pub fn parse() -> Args {
@@ -41,6 +44,7 @@ pub fn parse() -> Args {
         latency_secs: 60,
         json: PathBuf::from("target/drain-results.json"),
         librdkafka: Vec::new(),
+        tansu: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -67,6 +71,7 @@ pub fn parse() -> Args {
             "--rate" => args.rate = Some(number(&arg, text(&arg)) as f64),
             "--latency-secs" => args.latency_secs = number(&arg, text(&arg)) as u64,
             "--json" => args.json = PathBuf::from(text(&arg)),
+            "--tansu" => args.tansu = Some(PathBuf::from(text(&arg))),
             "--librdkafka" => {
                 let setting = text(&arg);
                 let (key, value) = setting

@@ -22,6 +22,8 @@ pub struct Sample {
     /// With `--pin`, cores busy over a drain's steady part: this process,
     /// Postgres, PgBouncer.
     pub cores: Option<[Option<f64>; 3]>,
+    /// `--tansu`'s process drain: the sluice process's peak resident set, kB.
+    pub rss_kb: Option<u64>,
 }
 
 /// The ratios issue #14 sets targets for: (name, sluice method, reference).
@@ -42,6 +44,8 @@ pub const POOLED: &str = "sluice append pgbouncer";
 pub const INSERT: &str = "sluice insert";
 pub const UPSERT: &str = "sluice upsert";
 pub const GUARDED: &str = "sluice upsert guarded";
+/// `--tansu`: append from tansu, sluice in its own process (process.rs).
+pub const PROCESS: &str = "sluice append, own process";
 
 #[derive(Default)]
 pub struct Results {
@@ -132,6 +136,10 @@ impl Results {
                         line.push_str(saturated(bench, pg));
                     }
                 }
+                if let Some(rss) = self.median_of(max_rows, method, |s| s.rss_kb.map(|k| k as f64))
+                {
+                    line.push_str(&format!("  peak RSS {rss:.0} kB"));
+                }
                 println!("{line}");
             }
             if let (Some(d), Some(p)) = (self.rate(max_rows, APPEND), self.rate(max_rows, POOLED)) {
@@ -159,6 +167,7 @@ impl Results {
                 json!({
                     "max_rows": n, "method": m, "rate": self.rate(n, m),
                     "cpu_us_per_record": self.median_of(n, m, |s| s.cpu_us),
+                    "peak_rss_kb": self.median_of(n, m, |s| s.rss_kb.map(|k| k as f64)),
                 })
             })
             .collect();
@@ -176,7 +185,7 @@ impl Results {
             .map(|s| {
                 json!({
                     "max_rows": s.max_rows, "method": s.method, "run": s.run, "rate": s.rate,
-                    "join_s": s.join, "cpu_us_per_record": s.cpu_us,
+                    "join_s": s.join, "cpu_us_per_record": s.cpu_us, "peak_rss_kb": s.rss_kb,
                     "cores_busy": s.cores.map(|c| json!({"sluice": c[0], "postgres": c[1], "pgbouncer": c[2]})),
                 })
             })
