@@ -25,6 +25,7 @@ ORDER = [
     "R1b chunked COPY",
     "sluice append",
     "sluice append pgbouncer",
+    "sluice append, own process",
     "R2 multi-row INSERT",
     "sluice insert",
     "R3 staged upsert",
@@ -62,7 +63,7 @@ def rates_chart(ax, results):
         ax.legend(fontsize=8)
 
 
-def latency_chart(ax, latency):
+def latency_chart(ax, latency, broker):
     values = latency["per_batch_sorted_ms"]
     n = len(values)
     ax.plot(values, [100.0 * (i + 1) / n for i in range(n)], color="tab:orange")
@@ -73,7 +74,7 @@ def latency_chart(ax, latency):
     ax.set_xlabel("commit time - oldest record timestamp, per batch (ms)")
     ax.set_ylabel("% of batches")
     ax.set_title(
-        f"open loop at {latency['rate']:,.0f} records/s for {latency['secs']} s: "
+        f"open loop at {latency['rate']:,.0f} records/s for {latency['secs']} s{broker}: "
         f"p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms, max {p['max']:.0f} ms",
         fontsize=9,
     )
@@ -90,7 +91,9 @@ def main():
     fig, axes = plt.subplots(rows, 1, figsize=(10, 5 * rows), squeeze=False)
     rates_chart(axes[0][0], results)
     if latency:
-        latency_chart(axes[1][0], latency)
+        # `--tansu`: the latency run read from tansu, not the mock cluster.
+        tansu = results.get("setup", {}).get("broker", "").startswith("tansu")
+        latency_chart(axes[1][0], latency, " against tansu" if tansu else "")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
