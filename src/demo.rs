@@ -150,6 +150,38 @@ pub struct DrainOptions {
 }
 
 impl DrainReport {
+    /// The figures of a drain that began at `started` and was drained
+    /// `sink_elapsed` later, its first commit seen as `first`: `cpu` is
+    /// the sink's CPU over the drain and the [`wait_drained`] CPU figures
+    /// when drained; `verified` the rows and dead letters [`verify`] found.
+    #[doc(hidden)]
+    pub fn measured(
+        first: &FirstCommit,
+        started: Instant,
+        sink_elapsed: Duration,
+        cpu: (Option<Duration>, &[Option<Duration>]),
+        produced: usize,
+        verified: (i64, i64),
+    ) -> DrainReport {
+        let (sink_cpu, cpu_drained) = cpu;
+        let join = first.at.duration_since(started);
+        DrainReport {
+            produced,
+            rows: verified.0,
+            dead: verified.1,
+            join,
+            steady_records: (produced as u64).saturating_sub(first.committed),
+            steady: sink_elapsed.saturating_sub(join),
+            sink_elapsed,
+            sink_cpu,
+            steady_cpu: cpu_drained
+                .iter()
+                .zip(&first.cpu)
+                .map(|(end, start)| end.zip(*start).map(|(e, s)| e.saturating_sub(s)))
+                .collect(),
+        }
+    }
+
     /// Records per second after the first committed batch: the speed of a
     /// backlog drain, without the group join. `None` when the backlog was
     /// drained before the offsets were polled a second time (too small to
@@ -239,11 +271,6 @@ pub async fn drain_with(
     shutdown.cancel();
     sink.await.map_err(|e| DemoError::Check(e.to_string()))??;
     let first = progress?;
-    let steady_cpu = cpu_drained
-        .iter()
-        .zip(&first.cpu)
-        .map(|(end, start)| end.zip(*start).map(|(e, s)| e.saturating_sub(s)))
-        .collect();
 
     let verdict = verify(&client, delivered.len() - poison, poison).await;
     if cleanup {
@@ -253,19 +280,14 @@ pub async fn drain_with(
             ))
             .await?;
     }
-    let (rows, dead) = verdict?;
-    let join = first.at.duration_since(sink_started);
-    Ok(DrainReport {
-        produced: delivered.len(),
-        rows,
-        dead,
-        join,
-        steady_records: (delivered.len() as u64).saturating_sub(first.committed),
-        steady: sink_elapsed.saturating_sub(join),
+    Ok(DrainReport::measured(
+        &first,
+        sink_started,
         sink_elapsed,
-        sink_cpu,
-        steady_cpu,
-    })
+        (sink_cpu, &cpu_drained),
+        delivered.len(),
+        verdict?,
+    ))
 }
 
 /// User + system CPU time of this process so far, from `/proc/self/stat`

@@ -96,27 +96,18 @@ pub async fn drain(
         let log = std::fs::read_to_string(dir.path().join("sluice.log")).unwrap_or_default();
         panic!("process drain: {e}\nsluice's log:\n{log}")
     });
-    let (rows, dead) = demo::verify(&client, delivered.len() - poison, poison)
+    let verified = demo::verify(&client, delivered.len() - poison, poison)
         .await
         .expect("every event once, in per-key order");
-    let join = first.at.duration_since(started);
-    let steady_cpu = cpu_drained
-        .iter()
-        .zip(&first.cpu)
-        .map(|(end, start)| end.zip(*start).map(|(e, s)| e.saturating_sub(s)))
-        .collect();
     ProcessDrain {
-        report: DrainReport {
-            produced: delivered.len(),
-            rows,
-            dead,
-            join,
-            steady_records: (delivered.len() as u64).saturating_sub(first.committed),
-            steady: sink_elapsed.saturating_sub(join),
+        report: DrainReport::measured(
+            &first,
+            started,
             sink_elapsed,
-            sink_cpu: cpu_drained[0],
-            steady_cpu,
-        },
+            (cpu_drained[0], &cpu_drained),
+            delivered.len(),
+            verified,
+        ),
         peak_rss_kb,
     }
 }
