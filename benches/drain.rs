@@ -109,6 +109,9 @@ fn drains(args: &args::Args) -> Vec<Drain> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // As `sluice` itself does (src/malloc.rs), so the in-process drains
+    // measure the same allocator settings.
+    sluice::malloc::tune();
     let args = args::parse();
     // Before pinning, which leaves this process one CPU.
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -159,8 +159,8 @@ fn record(offset: usize, key: Option<Vec<u8>>, value: Vec<u8>) -> Record {
     Record {
         offset: offset as i64,
         timestamp_ms: Some(1_795_000_000_000 + offset as i64),
-        key,
-        value: Some(value),
+        key: key.map(Into::into),
+        value: Some(value.into()),
         headers: Vec::new(),
     }
 }

@@ -31,7 +31,8 @@
 //!   partition starts, what a stored offset outside the log does, and how
 //!   a worker rewinds when Postgres lost its last commits (an idle one
 //!   re-reads its offset row: `pipeline::reposition`).
-//! - [`record`]: a Kafka record copied out of librdkafka.
+//! - [`record`]: a Kafka record copied out of librdkafka, its key and value
+//!   into the worker's shared buffers (`record::Arena`).
 //! - [`sink`]: catalog, decoding (one pass over each JSON value for the
 //!   route's pointers, compiled once: `sink::extract`) and coercion straight
 //!   into binary COPY rows sent in large frames (`sink::rows`), binary cells
@@ -65,7 +66,9 @@
 //!   another cluster's copy of it for a blue/green cutover).
 //! - [`embedded`]: a throwaway Postgres, librdkafka's mock cluster and a
 //!   transaction-pooling PgBouncer, for the demo, the tests and benches/.
-//! - [`logging`]: tracing set-up.
+//! - [`logging`]: tracing set-up. [`malloc`]: glibc's heap trim and
+//!   `mmap` thresholds, set at start-up so that librdkafka's per-record
+//!   allocations do not fault in fresh pages.
 
 pub mod app;
 pub mod backoff;
@@ -77,6 +80,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod migrate;
 pub mod offsets;

@@ -180,6 +180,8 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts (src/malloc.rs says why).
+    sluice::malloc::tune();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -129,8 +129,8 @@ pub async fn extract(url: &str, demo: &DemoArgs, max_rows: usize) -> Rows {
         let record = sluice::record::Record {
             offset: *offset,
             timestamp_ms: None,
-            key,
-            value,
+            key: key.map(Into::into),
+            value: value.map(Into::into),
             headers: Vec::new(),
         };
         *offset += 1;

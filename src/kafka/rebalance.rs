@@ -119,7 +119,7 @@ impl SinkContext {
                     owner,
                     next_offset: stored,
                     halt_at_start: halt,
-                    queue,
+                    queue: Arc::new(queue),
                     consumer: Arc::clone(&consumer),
                     writer,
                     shared: Arc::clone(shared),

@@ -190,8 +190,8 @@ impl Replayer<'_> {
         let record = Record {
             offset,
             timestamp_ms: row.get(8),
-            key: row.get(4),
-            value: row.get(5),
+            key: row.get::<_, Option<Vec<u8>>>(4).map(Into::into),
+            value: row.get::<_, Option<Vec<u8>>>(5).map(Into::into),
             headers: names
                 .iter()
                 .map(|n| header_name_bytes(n).unwrap_or_else(|| n.as_bytes().to_vec()))

@@ -2,6 +2,7 @@
 
 pub mod edges;
 mod halt;
+mod intake;
 mod reposition;
 mod start;
 pub mod worker;

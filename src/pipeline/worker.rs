@@ -8,27 +8,22 @@ use std::time::Duration;
 
 use futures::FutureExt as _;
 use rdkafka::consumer::Consumer;
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 use uuid::Uuid;
 
+use super::intake::{Next, Pull};
 use super::Shared;
 use crate::kafka::{PartitionQueue, SinkConsumer};
 use crate::offsets::PartitionKey;
-use crate::record::Record;
+use crate::record::{Arena, Record};
 use crate::sink::breaker::Breaker;
 use crate::sink::commit::{Committer, Outcome};
 use crate::sink::error::SinkError;
 use crate::sink::topic::TopicWriter;
 use crate::throttle::Throttle;
-
-/// A parked stream can miss librdkafka's "queue non-empty" wakeup
-/// (rust-rdkafka #665); re-polling this often heals such a stall.
-const HEAL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A throttle wait or a commit longer than this pauses the partition.
 /// Shorter ones do not: the per-partition fetch queue limit already bounds
@@ -92,23 +87,14 @@ pub struct PartitionWorker {
     /// outside the log at assignment (pipeline::edges), or belongs to
     /// another Kafka cluster (offset, reason; Shared::claim).
     pub halt_at_start: Option<(i64, String)>,
-    pub queue: PartitionQueue,
+    /// Shared with each batch's stream ([`PartitionWorker::next`]).
+    pub queue: Arc<PartitionQueue>,
     pub consumer: Arc<SinkConsumer>,
     pub writer: Arc<TopicWriter>,
     pub shared: Arc<Shared>,
     pub stop: CancellationToken,
     /// The partition's poison-storm breaker.
     pub breaker: Breaker,
-}
-
-enum Next {
-    Record(Record),
-    Linger,
-    Stop,
-    /// librdkafka found the position outside the log (pipeline::edges).
-    OutOfRange,
-    /// Nothing arrived for [`IDLE_VERIFY`] with the batch empty.
-    Idle,
 }
 
 impl PartitionWorker {
@@ -120,6 +106,7 @@ impl PartitionWorker {
         // heap profile found 15 MB reserved by 32 workers (5,000 rows of
         // 96 bytes each), idle ones included.
         let mut batch: Vec<Record> = Vec::new();
+        let mut arena = Arena::default();
         shared.track(&self.key, self.next_offset, None);
         if let Some((offset, reason)) = self.halt_at_start.take() {
             return self.halt(offset, reason, None).await;
@@ -130,8 +117,18 @@ impl PartitionWorker {
             let mut bytes = 0usize;
             let mut deadline = None;
             let mut out_of_range = false;
+            // One stream per batch, not per record: each stream takes a
+            // waker slot (a mutex and a slab entry) when made and dropped.
+            let queue = Arc::clone(&self.queue);
+            let mut stream = queue.stream();
+            let mut unchecked = 0u32;
             while batch.len() < limits.max_rows && bytes < max_bytes {
-                match self.next(deadline).await {
+                let pull = Pull {
+                    stream: &mut stream,
+                    arena: &mut arena,
+                    unchecked: &mut unchecked,
+                };
+                match self.next(pull, deadline).await {
                     Next::Record(record) => {
                         bytes += record.size();
                         batch.push(record);
@@ -151,6 +148,7 @@ impl PartitionWorker {
                     }
                 }
             }
+            drop(stream);
             // What came before the edge is written first.
             if !batch.is_empty() {
                 if let Some(exit) = self.write(&batch, bytes).await {
@@ -240,50 +238,6 @@ impl PartitionWorker {
         Exit::Stopped
     }
 
-    /// The next record of this partition, or why there is none.
-    async fn next(&self, deadline: Option<Instant>) -> Next {
-        // Fast path, no timers: during a backlog the queue already holds the
-        // next record. (A pending recv is dropped at once, which is safe.)
-        while !self.stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
-            match self.queue.recv().now_or_never() {
-                Some(msg) => {
-                    if let Some(next) = self.accept(msg) {
-                        return next;
-                    }
-                }
-                None => break,
-            }
-        }
-        let linger = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(linger);
-        let idle = async {
-            match deadline {
-                Some(_) => std::future::pending().await,
-                None => tokio::time::sleep(IDLE_VERIFY).await,
-            }
-        };
-        tokio::pin!(idle);
-        loop {
-            tokio::select! {
-                biased;
-                () = self.stop.cancelled() => return Next::Stop,
-                () = &mut linger => return Next::Linger,
-                () = &mut idle => return Next::Idle,
-                msg = self.queue.recv() => {
-                    if let Some(next) = self.accept(msg) {
-                        return next;
-                    }
-                }
-                () = tokio::time::sleep(HEAL_INTERVAL) => {}
-            }
-        }
-    }
-
     /// Takes the batch's budget from the throttle; `false` if stopped while
     /// waiting (the batch is then left for the partition's next owner).
     async fn throttled(&self, throttle: &Throttle, rows: usize, bytes: usize) -> bool {
@@ -346,34 +300,6 @@ impl PartitionWorker {
             // worker is being stopped, and a paused partition stays noted
             // for its next assignment to resume.
             Err(e) => debug!(partition = %self.key, paused, error = %e, "pause/resume not applied"),
-        }
-    }
-
-    /// A received message as a record to batch (or the log's edge), or
-    /// `None` when there is nothing to write.
-    fn accept(&self, msg: KafkaResult<BorrowedMessage<'_>>) -> Option<Next> {
-        match msg {
-            Ok(msg) => {
-                // Records below the stored offset are already in Postgres (a
-                // re-delivery): never write them twice. Checked before copying.
-                if self.next_offset.is_some_and(|n| msg.offset() < n) {
-                    return None;
-                }
-                Some(Next::Record(Record::from_message(&msg)))
-            }
-            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
-                Some(Next::OutOfRange)
-            }
-            Err(e) => {
-                // librdkafka recovers from these by itself (broker down,
-                // leader moved); count them, keep consuming.
-                self.shared.metrics.kafka_errors.inc();
-                let kind = format!("fetch:{:?}", e.rdkafka_error_code());
-                if let Some(held_back) = self.shared.kafka_repeats.admit(&kind) {
-                    warn!(partition = %self.key, error = %e, held_back, "kafka consumer error");
-                }
-                None
-            }
         }
     }
 

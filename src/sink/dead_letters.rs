@@ -64,6 +64,7 @@ pub async fn write(
             .map(|(k, v)| (crate::record::header_name_text(k), v.clone()))
             .unzip();
         let reason = reason.replace('\0', "\u{fffd}");
+        let (key, value) = (record.key.as_deref(), record.value.as_deref());
         // An unnamed statement, as everywhere: nothing outlives the
         // transaction on a server connection a pooler shares.
         txn.execute_typed(
@@ -75,8 +76,8 @@ pub async fn write(
                 (&record.offset, Type::INT8),
                 (&target, Type::TEXT),
                 (&route, Type::TEXT),
-                (&record.key, Type::BYTEA),
-                (&record.value, Type::BYTEA),
+                (&key, Type::BYTEA),
+                (&value, Type::BYTEA),
                 (&keys, Type::TEXT_ARRAY),
                 (&values, Type::BYTEA_ARRAY),
                 (&timestamp_ms, Type::INT8),

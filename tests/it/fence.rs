@@ -22,7 +22,7 @@ fn records(range: std::ops::Range<i64>) -> Vec<Record> {
             offset: i,
             timestamp_ms: None,
             key: None,
-            value: Some(format!(r#"{{"k":"key-{i}","seq":0,"amount":"1.00"}}"#).into_bytes()),
+            value: Some(format!(r#"{{"k":"key-{i}","seq":0,"amount":"1.00"}}"#).into()),
             headers: Vec::new(),
         })
         .collect()

@@ -170,10 +170,14 @@ async fn land_or_dead_letter(method: &str) {
             seen.insert(at.clone(), "dead letter").is_none(),
             "{at:?} twice"
         );
-        assert_eq!(row.get::<_, Option<Vec<u8>>>(3), record.key, "{at:?} key");
         assert_eq!(
-            row.get::<_, Option<Vec<u8>>>(4),
-            record.value,
+            row.get::<_, Option<&[u8]>>(3),
+            record.key.as_deref(),
+            "{at:?} key"
+        );
+        assert_eq!(
+            row.get::<_, Option<&[u8]>>(4),
+            record.value.as_deref(),
             "{at:?} value"
         );
         let names: Vec<String> = record
@@ -259,7 +263,11 @@ async fn land_or_dead_letter(method: &str) {
     {
         let at = ("typed".to_owned(), row.get(0), row.get(1));
         let record = &log[&at];
-        assert_eq!(row.get::<_, Option<Vec<u8>>>(2), record.key, "{at:?} key");
+        assert_eq!(
+            row.get::<_, Option<&[u8]>>(2),
+            record.key.as_deref(),
+            "{at:?} key"
+        );
         assert_eq!(
             row.get::<_, Option<&[u8]>>(3),
             record.header("trace"),

@@ -84,7 +84,7 @@ proptest! {
         name in prop_oneof![Just("trace"), Just("é"), Just("\\xff")],
         value in vec(any::<u8>(), 0..8),
     ) {
-        let record = Record { offset: 1, timestamp_ms: None, key, value: Some(value), headers };
+        let record = Record { offset: 1, timestamp_ms: None, key: key.map(Into::into), value: Some(value.into()), headers };
         let mut cells = Vec::new();
         let decoded = decoder(name).decode("t", 0, &record, &mut cells);
         let header = record.header(name);

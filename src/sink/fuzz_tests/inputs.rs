@@ -339,8 +339,8 @@ pub fn record() -> impl Strategy<Value = Record> {
         |(offset, timestamp_ms, key, value, headers)| Record {
             offset,
             timestamp_ms,
-            key,
-            value,
+            key: key.map(Into::into),
+            value: value.map(Into::into),
             headers,
         },
     )

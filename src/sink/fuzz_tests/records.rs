@@ -170,7 +170,7 @@ proptest! {
         key in proptest::option::of(vec(any::<u8>(), 0..64)),
         headers in vec((vec(any::<u8>(), 0..8), proptest::option::of(vec(any::<u8>(), 0..32))), 0..4),
     ) {
-        let record = Record { offset: 0, timestamp_ms: None, key, value: Some(value), headers };
+        let record = Record { offset: 0, timestamp_ms: None, key: key.map(Into::into), value: Some(value.into()), headers };
         check_record(&RowDecoder::new(format, columns), 0, &record)?;
     }
 }

@@ -68,7 +68,7 @@ fn whole_values_nested_past_128_levels_are_dead_lettered() {
             offset: 0,
             timestamp_ms: None,
             key: None,
-            value: Some(value.into_bytes()),
+            value: Some(value.into_bytes().into()),
             headers: Vec::new(),
         };
         let mut cells = Vec::new();

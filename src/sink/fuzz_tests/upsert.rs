@@ -189,8 +189,8 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
             .map(|(i, (key, value))| Record {
                 offset: i as i64,
                 timestamp_ms: Some(i as i64),
-                key: Some(key.into_bytes()),
-                value: value.map(String::into_bytes),
+                key: Some(key.into_bytes().into()),
+                value: value.map(|v| v.into_bytes().into()),
                 headers: Vec::new(),
             })
             .collect()
