@@ -66,11 +66,12 @@ impl Record {
     }
 }
 
-/// Where a worker's records keep their keys and values: slices of large
-/// shared buffers. A buffer is freed when the last record holding a slice
+/// Where a worker's records keep their keys and values: slices of shared
+/// buffers, one allocation per [`ARENA_CHUNK`] of record bytes instead of
+/// two per record. A buffer is freed when the last record holding a slice
 /// of it is dropped, so the arena holds about one batch (`max_bytes`) plus
-/// one [`ARENA_CHUNK`]; once a written batch is cleared, its last buffer
-/// is reused in place.
+/// one chunk; once a written batch is cleared, [`Arena::restart`] begins
+/// the next one at the start of the current buffer.
 #[derive(Debug, Default)]
 pub struct Arena {
     buf: BytesMut,
@@ -83,6 +84,15 @@ pub struct Arena {
 pub const ARENA_CHUNK: usize = 64 * 1024;
 
 impl Arena {
+    /// The previous batch's records are dropped: the next batch starts at
+    /// the beginning of the current buffer, which no record holds any
+    /// more (when one still does, a new buffer is taken at the next copy).
+    pub fn restart(&mut self) {
+        if self.buf.capacity() > 0 {
+            self.buf.reserve(ARENA_CHUNK);
+        }
+    }
+
     /// `bytes`, copied into the arena.
     pub fn copy(&mut self, bytes: &[u8]) -> Bytes {
         if self.buf.capacity() - self.buf.len() < bytes.len() {
@@ -174,6 +184,27 @@ fn raw_headers(msg: &BorrowedMessage<'_>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Once the records of a written batch are dropped, the next batch's
+    /// bytes go into the same buffer (no allocation), and a record larger
+    /// than a chunk still comes out whole.
+    #[test]
+    fn an_arena_reuses_its_buffer_once_a_batch_is_dropped() {
+        let mut arena = Arena::default();
+        let value = [7u8; 1000];
+        let batch: Vec<Bytes> = (0..60).map(|_| arena.copy(&value)).collect();
+        assert!(batch.iter().all(|b| b[..] == value[..]));
+        let start = batch[0].as_ptr() as usize;
+        drop(batch);
+        arena.restart();
+        let next: Vec<Bytes> = (0..60).map(|_| arena.copy(&value)).collect();
+        let within = start..start + ARENA_CHUNK;
+        assert!(next.iter().all(|b| within.contains(&(b.as_ptr() as usize))));
+        assert!(next.iter().all(|b| b[..] == value[..]));
+        let large = vec![3u8; 3 * ARENA_CHUNK];
+        assert_eq!(arena.copy(&large)[..], large[..]);
+        assert_eq!(next[59][..], value[..], "earlier slices stay intact");
+    }
 
     /// Hardening #6: a header name that is not UTF-8 is kept as bytes and
     /// written to a dead letter byte-escaped, never unwrapped.

@@ -114,6 +114,7 @@ impl PartitionWorker {
         loop {
             debug!(partition = %self.key, state = ?State::Collecting, next_offset = ?self.next_offset);
             batch.clear();
+            arena.restart();
             let mut bytes = 0usize;
             let mut deadline = None;
             let mut out_of_range = false;
