@@ -153,28 +153,44 @@ impl Paths {
         out: &mut [Option<&'de str>],
     ) -> Result<(), serde_json::Error> {
         out.fill(None);
-        let mut de = serde_json::Deserializer::from_slice(input);
-        NodeSeed {
+        let seed = NodeSeed {
             paths: self,
             node: 0,
             out,
-        }
-        .deserialize(&mut de)?;
-        de.end()?;
-        if tree_may_refuse(input) {
+        };
+        // A document checked to be UTF-8 once, here, is walked as text: a
+        // walk of bytes checks each value it takes (and each string it
+        // reads) again. One that is not is walked as bytes, for serde_json's
+        // own error where its syntax is wrong first.
+        let utf8 = match std::str::from_utf8(input) {
+            Ok(text) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                seed.deserialize(&mut de)?;
+                de.end()?;
+                true
+            }
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(input);
+                seed.deserialize(&mut de)?;
+                de.end()?;
+                false
+            }
+        };
+        if !utf8 || tree_may_refuse(input) {
             serde_json::from_slice::<serde_json::Value>(input)?;
         }
         Ok(())
     }
 }
 
-/// Whether a document serde_json checked for syntax only (as it skips
-/// values) might still be refused as a tree: a byte that is not UTF-8 (in
-/// a string: anywhere else it is a syntax error), a `\u` escape (a lone
-/// surrogate), or enough brackets to nest past the tree's depth limit.
+/// Whether a UTF-8 document serde_json checked for syntax only (as it
+/// skips values) might still be refused as a tree: a `\u` escape (a lone
+/// surrogate), or enough brackets to nest past the tree's depth limit. (A
+/// byte that is not UTF-8 is checked by the caller.)
 fn tree_may_refuse(input: &[u8]) -> bool {
-    std::str::from_utf8(input).is_err()
-        || memchr::memmem::find(input, b"\\u").is_some()
+    // A backslash first: memchr sets nothing up, a substring search
+    // does, and most documents hold no backslash at all.
+    (memchr::memchr(b'\\', input).is_some() && memchr::memmem::find(input, b"\\u").is_some())
         // Nesting as deep as the limit is nesting deeper than one less.
         || (input.len() >= 2 * TREE_DEPTH_LIMIT && nested_deeper_than(input, TREE_DEPTH_LIMIT - 1))
 }

@@ -58,6 +58,17 @@ const MAX_JSON_DEPTH: usize = 128;
 
 /// Whether arrays and objects in JSON text nest more than `limit` deep.
 pub(crate) fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
+    // Nesting deeper than `limit` takes more than `limit` opening brackets.
+    // Counting them is one pass the compiler vectorises; the exact walk
+    // below goes a byte at a time, and a profile of the drain found it at
+    // about 4 % of the sink's CPU when every document (`doc: /`) took it.
+    // (`[` is 0x5B and `{` 0x7B: no other byte maps to 0x7B with 0x20 set.)
+    let opening = json
+        .iter()
+        .fold(0usize, |n, &b| n + usize::from(b | 0x20 == b'{'));
+    if opening <= limit {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         match b {
@@ -81,7 +92,12 @@ pub(crate) fn nested_deeper_than(json: &[u8], limit: usize) -> bool {
 /// strings, so stepping over each escape pair keeps `\\u0000` (an escaped
 /// backslash, then "u0000") from matching.
 pub(super) fn has_nul_escape(json: &[u8]) -> bool {
-    let mut rest = json;
+    // Most documents hold no backslash at all: memchr rules that out many
+    // bytes at a time (and sets nothing up, unlike a substring search).
+    let Some(first) = memchr::memchr(b'\\', json) else {
+        return false;
+    };
+    let mut rest = &json[first..];
     while let Some(i) = rest.iter().position(|&b| b == b'\\') {
         if rest.get(i + 1..i + 6) == Some(b"u0000") {
             return true;

@@ -371,3 +371,24 @@ fn the_documented_coercion_table_holds() {
     );
     assert!(rows >= 40, "only {rows} rows found");
 }
+
+/// The shortcuts in front of the byte walks (a count of opening brackets,
+/// a search for the first backslash) answer as the walks alone do.
+#[test]
+fn the_json_scans_shortcuts_agree_with_the_walks() {
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    assert!(!nested_deeper_than(deep(3).as_bytes(), 3));
+    assert!(nested_deeper_than(deep(4).as_bytes(), 3));
+    // Four brackets, three of them in a string: more than the limit by
+    // count, not by nesting.
+    assert!(!nested_deeper_than(br#"{"a": "[[{"}"#, 3));
+    assert!(nested_deeper_than(br#"{"a": "[", "b": [[{"c": 1}]]}"#, 3));
+    // Siblings: many brackets, little depth.
+    assert!(!nested_deeper_than(br#"[[1], [2], {"a": 3}, [4]]"#, 2));
+
+    assert!(!has_nul_escape(br#"{"a": "x"}"#));
+    assert!(has_nul_escape(br#"{"a": "\n", "b": "\u0000"}"#));
+    assert!(!has_nul_escape(br#"{"a": "\\u0000"}"#));
+    assert!(has_nul_escape(br#"{"a": "\\\u0000"}"#));
+    assert!(!has_nul_escape(br#"{"a": "\"", "b": "\\\\u0000"}"#));
+}
