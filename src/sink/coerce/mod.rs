@@ -65,6 +65,18 @@ pub fn coerce_into(
     out: &mut BytesMut,
 ) -> Result<Option<Cell>, String> {
     let start = out.len();
+    // jsonb keeps what Postgres parses, not the text: an array or object
+    // taken from a checked document (the extractor walked it as serde_json
+    // would, refusals included) goes in as it came, like a whole document,
+    // instead of through a tree built only to be serialised again (the
+    // wide row's allocations per record, in benches/record_path). json
+    // keeps the text, so it keeps the tree's compact form.
+    let src = match src {
+        Src::JsonText(raw) if spec.ctype == ColType::Jsonb && raw.starts_with(['[', '{']) => {
+            Src::RawJson(raw.as_bytes())
+        }
+        other => other,
+    };
     let mut decoded = Decoded::default();
     let result = normalize(src, &mut decoded).and_then(|src| match src {
         Src::Missing | Src::Json(Value::Null) => Ok(Some(Cell::Null)),

@@ -392,3 +392,46 @@ fn the_json_scans_shortcuts_agree_with_the_walks() {
     assert!(has_nul_escape(br#"{"a": "\\\u0000"}"#));
     assert!(!has_nul_escape(br#"{"a": "\"", "b": "\\\\u0000"}"#));
 }
+
+/// An array or object taken from a document goes into jsonb as it came
+/// (Postgres parses it; a tree would only serialise it again), and is
+/// refused as the tree path refuses it; json keeps the tree's compact form.
+#[test]
+fn jsonb_takes_an_extracted_array_or_object_as_it_came() {
+    let text = r#"{ "b": [1, 2.50, "x\"y"], "a": {"c": null} }"#;
+    let as_it_came = [b"\x01", text.as_bytes()].concat();
+    assert_eq!(
+        coerce(&ColumnSpec::of(Jsonb), Src::JsonText(text)),
+        Ok(Cell::Bytes(as_it_came))
+    );
+    let tree: Value = serde_json::from_str(text).unwrap();
+    let compact = serde_json::to_string(&tree).unwrap().into_bytes();
+    assert_ne!(compact, text.as_bytes());
+    assert_eq!(
+        coerce(&ColumnSpec::of(Json), Src::JsonText(text)),
+        Ok(Cell::Bytes(compact))
+    );
+    // Scalars still take the scalar path: a string is escaped again.
+    assert_eq!(
+        coerce(&ColumnSpec::of(Jsonb), Src::JsonText(r#""\u00e9""#)),
+        Ok(Cell::Bytes("\x01\"é\"".into()))
+    );
+    for refused in [r#"["\u0000"]"#, r#"{"a": "b\u0000"}"#] {
+        let got = coerce(&ColumnSpec::of(Jsonb), Src::JsonText(refused));
+        assert_eq!(
+            got,
+            Err("jsonb cannot store the escape \\u0000".into()),
+            "{refused}"
+        );
+    }
+    let deep = format!("{}1{}", "[".repeat(129), "]".repeat(129));
+    assert!(coerce(&ColumnSpec::of(Jsonb), Src::JsonText(&deep)).is_err());
+    let spec = ColumnSpec {
+        not_null: true,
+        ..ColumnSpec::of(Jsonb)
+    };
+    assert_eq!(
+        coerce(&spec, Src::JsonText("[]")),
+        Ok(Cell::Bytes(b"\x01[]".to_vec()))
+    );
+}
