@@ -25,8 +25,9 @@
 //!   first contact that names a certificate or credential problem
 //!   (`kafka::probe`), the rebalance callback, what the brokers say about a
 //!   log (its bounds, a topic's partitions), whether any broker is reachable
-//!   (`kafka::reachability`), and client errors logged once per kind
-//!   (`kafka::repeats`).
+//!   (`kafka::reachability`), client errors logged once per kind
+//!   (`kafka::repeats`), and a partition's records taken from librdkafka
+//!   many at a time (`kafka::burst`).
 //! - [`pipeline`]: partition workers and the state they share; where a
 //!   partition starts, what a stored offset outside the log does, and how
 //!   a worker rewinds when Postgres lost its last commits (an idle one

@@ -13,7 +13,9 @@ use std::ffi::CStr;
 
 use bytes::{Bytes, BytesMut};
 use rdkafka::bindings as rdsys;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::BorrowedMessage;
+
+use crate::kafka::burst::Native;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -35,11 +37,36 @@ impl Record {
 
     /// The message copied out, its key and value into `arena`.
     pub fn from_message_in(msg: &BorrowedMessage<'_>, arena: &mut Arena) -> Record {
+        // SAFETY: `msg` keeps the native message alive for the call.
+        unsafe { Record::from_native_ptr(msg.ptr(), arena) }
+    }
+
+    /// A message taken in a burst (`kafka::burst`), copied out likewise.
+    pub fn from_native_in(msg: &Native, arena: &mut Arena) -> Record {
+        // SAFETY: `msg` owns the native message until it is dropped.
+        unsafe { Record::from_native_ptr(msg.ptr(), arena) }
+    }
+
+    /// Reads the native message as rust-rdkafka's `Message` accessors do
+    /// (a null key or payload is none; a timestamp of -1 or of no type is
+    /// none), so both ways of receiving make the same record.
+    ///
+    /// # Safety
+    /// `msg` points at a live message that is not an error.
+    unsafe fn from_native_ptr(msg: *const rdsys::rd_kafka_message_t, arena: &mut Arena) -> Record {
+        let m = &*msg;
+        let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        let timestamp = rdsys::rd_kafka_message_timestamp(msg, &mut kind);
+        let available = timestamp != -1
+            && kind != rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        let bytes = |ptr: *const std::os::raw::c_void, len: usize, arena: &mut Arena| {
+            (!ptr.is_null()).then(|| arena.copy(std::slice::from_raw_parts(ptr.cast::<u8>(), len)))
+        };
         Record {
-            offset: msg.offset(),
-            timestamp_ms: msg.timestamp().to_millis(),
-            key: msg.key().map(|k| arena.copy(k)),
-            value: msg.payload().map(|v| arena.copy(v)),
+            offset: m.offset,
+            timestamp_ms: available.then_some(timestamp),
+            key: bytes(m.key, m.key_len, arena),
+            value: bytes(m.payload, m.len, arena),
             headers: raw_headers(msg),
         }
     }
@@ -153,13 +180,17 @@ pub fn header_name_bytes(text: &str) -> Option<Vec<u8>> {
 /// `Headers::get` panics on a name that is not UTF-8 (`CStr::to_str`
 /// unwrapped), which would kill the partition's worker on one record, so
 /// the headers are read through librdkafka's C API instead.
-fn raw_headers(msg: &BorrowedMessage<'_>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+///
+/// # Safety
+/// `msg` points at a live message.
+unsafe fn raw_headers(msg: *const rdsys::rd_kafka_message_t) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     let mut out = Vec::new();
-    // SAFETY: `msg` keeps the native message (and so its headers) alive for
-    // this call; librdkafka returns pointers into them, copied out at once.
+    // SAFETY: the caller keeps the native message (and so its headers)
+    // alive for this call; librdkafka returns pointers into them, copied
+    // out at once.
     unsafe {
         let mut hdrs: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
-        let err = rdsys::rd_kafka_message_headers(msg.ptr(), &mut hdrs);
+        let err = rdsys::rd_kafka_message_headers(msg, &mut hdrs);
         if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
             return out;
         }

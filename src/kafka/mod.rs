@@ -1,5 +1,6 @@
 //! The Kafka side: client settings and the consumer group's rebalances.
 
+pub mod burst;
 mod events;
 pub mod log;
 pub mod probe;

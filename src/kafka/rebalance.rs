@@ -22,6 +22,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use super::burst::Burst;
 use super::{log, start_offset, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::pipeline::edges::Checked;
@@ -112,6 +113,8 @@ impl SinkContext {
                 .get(&key.topic)
                 .copied()
                 .unwrap_or(1.0);
+            // After the split: a handle of the queue as split off.
+            let burst = Burst::new(&consumer, &key.topic, key.partition);
             self.workers.spawn(
                 shared,
                 PartitionWorker {
@@ -119,6 +122,7 @@ impl SinkContext {
                     owner,
                     next_offset: stored,
                     halt_at_start: halt,
+                    burst,
                     queue: Arc::new(queue),
                     consumer: Arc::clone(&consumer),
                     writer,

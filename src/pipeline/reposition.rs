@@ -179,6 +179,8 @@ impl PartitionWorker {
     /// unassigned and assigned again at `offset`, without a rebalance (its
     /// queue stays split off to this worker).
     pub(super) fn restart_fetch(&mut self, offset: i64) -> Result<(), WorkerError> {
+        // What was taken from the old position must not be read after it.
+        self.burst.clear();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.key.topic, self.key.partition);
         let mut at = TopicPartitionList::new();
@@ -201,6 +203,9 @@ impl PartitionWorker {
     /// Re-reads the partition from `next_offset` (records already queued
     /// from before are dropped by librdkafka or skipped by `accept`).
     pub(super) fn seek(&mut self, next_offset: Option<i64>) -> Result<(), WorkerError> {
+        // What was taken from the old position must not be read after it
+        // (librdkafka drops only what is still queued).
+        self.burst.clear();
         let offset = start_offset(next_offset);
         tokio::task::block_in_place(|| {
             self.consumer.seek(

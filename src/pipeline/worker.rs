@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::intake::{Next, Pull};
 use super::Shared;
+use crate::kafka::burst::Burst;
 use crate::kafka::{PartitionQueue, SinkConsumer};
 use crate::offsets::PartitionKey;
 use crate::record::{Arena, Record};
@@ -89,6 +90,9 @@ pub struct PartitionWorker {
     pub halt_at_start: Option<(i64, String)>,
     /// Shared with each batch's stream ([`PartitionWorker::next`]).
     pub queue: Arc<PartitionQueue>,
+    /// The same queue, taken from many records at a time (dropped before
+    /// the consumer: it holds a reference into it).
+    pub burst: Burst,
     pub consumer: Arc<SinkConsumer>,
     pub writer: Arc<TopicWriter>,
     pub shared: Arc<Shared>,
