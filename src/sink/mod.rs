@@ -13,6 +13,7 @@ pub mod decode;
 pub mod error;
 pub mod extract;
 pub mod numeric;
+pub mod params;
 pub mod privileges;
 pub mod rows;
 pub mod topic;

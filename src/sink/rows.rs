@@ -12,7 +12,9 @@
 //! COPY data is encoded here (the binary format's header, rows, trailer)
 //! into one buffer that is handed to the connection in frames of
 //! [`COPY_FRAME`] bytes: tokio-postgres' `BinaryCopyInWriter` sends 4 KiB
-//! chunks and builds a buffer per row.
+//! chunks and builds a buffer per row. Appended rows for `VALUES` lists
+//! are encoded in the same row layout and bound from there
+//! (`sink::params`); upserted rows and deleted keys go as cells.
 
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -24,6 +26,7 @@ use tokio_postgres::{CopyInSink, Transaction};
 
 use super::cell::Cell;
 use super::error::SinkError;
+use super::params;
 use crate::config::WriteMethod;
 
 /// Postgres accepts at most this many bind parameters in one statement.
@@ -121,7 +124,12 @@ pub enum RowWriter<'t> {
     Values {
         sql: &'t RowSql,
         txn: &'t Transaction<'t>,
+        /// Rows given as cells ([`RowWriter::push`]) not sent yet.
         params: Vec<Cell>,
+        /// Rows given in COPY's row layout ([`RowWriter::row_buffer`]) not
+        /// sent yet, and how many.
+        encoded: BytesMut,
+        encoded_rows: usize,
         rows: u64,
         affected: u64,
     },
@@ -150,29 +158,51 @@ impl<'t> RowWriter<'t> {
             WriteMethod::Insert => RowWriter::Values {
                 sql,
                 txn,
-                params: Vec::with_capacity(sql.chunk_rows * sql.types.len()),
+                params: Vec::new(),
+                encoded: BytesMut::new(),
+                encoded_rows: 0,
                 rows: 0,
                 affected: 0,
             },
         })
     }
 
-    /// For COPY, the buffer a row is appended to (as a COPY BINARY row:
-    /// the field count, then each field) before [`RowWriter::row_written`];
-    /// `None` for VALUES lists, which take cells ([`RowWriter::push`]).
-    pub fn copy_buffer(&mut self) -> Option<&mut BytesMut> {
+    /// The buffer a row is appended to as a COPY BINARY row (the field
+    /// count, then each field) before [`RowWriter::row_written`]: for COPY
+    /// the data sent, for VALUES lists the rows whose fields become the
+    /// next statement's parameters. A writer takes rows either this way or
+    /// as cells ([`RowWriter::push`]), not both.
+    pub fn row_buffer(&mut self) -> &mut BytesMut {
         match self {
-            RowWriter::Copy { buf, .. } => Some(buf),
-            RowWriter::Values { .. } => None,
+            RowWriter::Copy { buf, .. } => buf,
+            RowWriter::Values { encoded, .. } => encoded,
         }
     }
 
-    /// A row was appended to [`RowWriter::copy_buffer`]: sends a frame
-    /// when one is full.
+    /// A row was appended to [`RowWriter::row_buffer`]: sends a frame when
+    /// one is full, or a statement when a chunk is.
     pub async fn row_written(&mut self) -> Result<(), SinkError> {
-        if let RowWriter::Copy { sink, buf, .. } = self {
-            if buf.len() >= COPY_FRAME {
-                sink.send(buf.split().freeze()).await?;
+        match self {
+            RowWriter::Copy { sink, buf, .. } => {
+                if buf.len() >= COPY_FRAME {
+                    sink.send(buf.split().freeze()).await?;
+                }
+            }
+            RowWriter::Values {
+                sql,
+                txn,
+                encoded,
+                encoded_rows,
+                rows,
+                affected,
+                ..
+            } => {
+                *encoded_rows += 1;
+                *rows += 1;
+                if *encoded_rows == sql.chunk_rows {
+                    *affected += execute_encoded(sql, txn, encoded, *encoded_rows).await?;
+                    *encoded_rows = 0;
+                }
             }
         }
         Ok(())
@@ -196,6 +226,7 @@ impl<'t> RowWriter<'t> {
                 params,
                 rows,
                 affected,
+                ..
             } => {
                 params.append(cells);
                 *rows += 1;
@@ -234,9 +265,14 @@ impl<'t> RowWriter<'t> {
                 sql,
                 txn,
                 params,
+                mut encoded,
+                encoded_rows,
                 rows,
                 mut affected,
             } => {
+                if encoded_rows > 0 {
+                    affected += execute_encoded(sql, txn, &mut encoded, encoded_rows).await?;
+                }
                 if !params.is_empty() {
                     let n = params.len() / sql.types.len().max(1);
                     let stmt = values_sql(&sql.head, &sql.tail, n, sql.types.len());
@@ -264,6 +300,32 @@ fn stage_name(purpose: &str, target: &str, cols: &str) -> String {
 /// more than a batch.
 fn chunk_rows(ncols: usize, max_rows: usize) -> usize {
     (MAX_PARAMS / ncols.max(1)).clamp(1, max_rows.max(1))
+}
+
+/// One `VALUES` statement of the `n` rows encoded in `rows` (COPY's row
+/// layout), which is emptied for the next chunk; the rows affected.
+async fn execute_encoded(
+    sql: &RowSql,
+    txn: &Transaction<'_>,
+    rows: &mut BytesMut,
+    n: usize,
+) -> Result<u64, SinkError> {
+    let statement = match n == sql.chunk_rows {
+        true => std::borrow::Cow::Borrowed(sql.full_chunk.as_str()),
+        false => values_sql(&sql.head, &sql.tail, n, sql.types.len()).into(),
+    };
+    let mut params = Vec::with_capacity(n * sql.types.len());
+    params::fields(rows, &mut params);
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .zip(sql.types.iter().cycle())
+        .map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone()))
+        .collect();
+    let affected = txn.execute_typed(&statement, &typed).await?;
+    drop(typed);
+    drop(params);
+    rows.clear();
+    Ok(affected)
 }
 
 /// Each cell with its column's type, for an unnamed statement: no named

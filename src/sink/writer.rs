@@ -233,9 +233,10 @@ impl TableWriter {
                 dead.push((record, refused.clone(), DeadLetterKind::Refused));
                 continue;
             }
-            if let Some(buf) = rows.as_mut().and_then(RowWriter::copy_buffer) {
-                // An append by COPY: the row is encoded straight into the
-                // COPY buffer, with no cells in between.
+            if let Some(buf) = rows.as_mut().map(RowWriter::row_buffer) {
+                // An append: the row is encoded straight into the COPY
+                // buffer, or the buffer a VALUES list binds its parameters
+                // from, with no cells in between.
                 let (topic, partition) = (&slice.key.topic, slice.key.partition);
                 match self.decoder.decode_copy(topic, partition, record, buf) {
                     Ok(Decoded::Row) => {
@@ -251,10 +252,8 @@ impl TableWriter {
                 continue;
             }
             match self.decode(slice, record, &mut cells) {
-                Ok(Item::Row) => match &mut rows {
-                    Some(rows) => rows.push(&mut cells).await?,
-                    None => ops.push(Op::Upsert(std::mem::take(&mut cells))),
-                },
+                // Appends took the branch above: these are upserts.
+                Ok(Item::Row) => ops.push(Op::Upsert(std::mem::take(&mut cells))),
                 Ok(Item::Delete) => ops.push(Op::Delete(std::mem::take(&mut cells))),
                 Ok(Item::Skip) => stats.tombstones += 1,
                 Err(reason) => dead.push((record, Refused::decode(reason), DeadLetterKind::Decode)),
