@@ -25,6 +25,7 @@ ORDER = [
     "R1b chunked COPY",
     "sluice append",
     "sluice append pgbouncer",
+    "sluice append, own process, mock",
     "sluice append, own process",
     "R2 multi-row INSERT",
     "sluice insert",

@@ -18,12 +18,14 @@
 //!     [--max-rows 1000,5000] [--direct-only] [--no-refs] [--pin]
 //!     [--latency [--rate N] [--latency-secs S]] [--json PATH]
 //!     [--librdkafka key=value ...] [--tansu "$(./dev tansu-prebuilt)"]
+//!     [--only append,insert,r2,...]
 //! ```
 //!
-//! `--tansu BIN` (tansu.rs, process.rs) adds an append drain from a tansu
-//! broker process with sluice in a process of its own (`sluice run`), whose
-//! CPU and peak RSS are then sluice's alone, and runs `--latency` against
-//! tansu instead of the mock cluster.
+//! An append drain with sluice in a process of its own (`sluice run`,
+//! process.rs) reading the mock cluster measures sluice's own CPU and peak
+//! RSS against a broker that keeps to librdkafka's fetch limits. `--tansu
+//! BIN` (tansu.rs) adds the same drain from a tansu broker process, and
+//! runs `--latency` against tansu instead of the mock cluster.
 //! `--pin` (pin.rs) puts Postgres on CPU 0 and this process on CPU 1 and
 //! prints the cores each side kept busy; `--latency` (latency.rs) adds an
 //! open-loop run at half the measured rate. Everything is also written as
@@ -54,7 +56,7 @@ mod results;
 #[path = "drain/tansu.rs"]
 mod tansu;
 
-use results::{Results, Sample, APPEND, GUARDED, INSERT, POOLED, PROCESS, UPSERT};
+use results::{Results, Sample, APPEND, GUARDED, INSERT, POOLED, PROCESS, PROCESS_MOCK, UPSERT};
 use sluice::config::{Mode, WriteMethod};
 use sluice::demo::{drain_with, CpuProbe, DemoArgs, DrainOptions, DrainReport, Variant};
 use sluice::embedded::pgbouncer::PgBouncer;
@@ -66,6 +68,8 @@ const POOL_SIZE: u32 = 4;
 
 /// One sluice drain of a run: its name, route and connection.
 struct Drain {
+    /// Its name for `--only` (args::SHORT_NAMES).
+    short: &'static str,
     method: &'static str,
     mode: Mode,
     write_method: WriteMethod,
@@ -75,36 +79,48 @@ struct Drain {
 
 fn drains(args: &args::Args) -> Vec<Drain> {
     let drain = |method, mode, write_method, version, pooled| Drain {
+        short: match method {
+            APPEND => "append",
+            POOLED => "pooled",
+            INSERT => "insert",
+            UPSERT => "upsert",
+            _ => "guarded",
+        },
         method,
         mode,
         write_method,
         version,
         pooled,
     };
-    let mut all = vec![drain(APPEND, Mode::Append, WriteMethod::Copy, None, false)];
-    if !args.direct_only {
-        all.push(drain(POOLED, Mode::Append, WriteMethod::Copy, None, true));
-    }
-    if !args.no_refs {
-        all.push(drain(
-            INSERT,
-            Mode::Append,
-            WriteMethod::Insert,
-            None,
-            false,
-        ));
-        all.push(drain(UPSERT, Mode::Upsert, WriteMethod::Copy, None, false));
+    let (pooled, more) = (!args.direct_only, !args.no_refs);
+    [
+        (
+            drain(APPEND, Mode::Append, WriteMethod::Copy, None, false),
+            true,
+        ),
+        (
+            drain(POOLED, Mode::Append, WriteMethod::Copy, None, true),
+            pooled,
+        ),
+        (
+            drain(INSERT, Mode::Append, WriteMethod::Insert, None, false),
+            more,
+        ),
+        (
+            drain(UPSERT, Mode::Upsert, WriteMethod::Copy, None, false),
+            more,
+        ),
         // The key is each record's coordinates, so the guard never skips
         // a row: what is measured is its cost on every row.
-        all.push(drain(
-            GUARDED,
-            Mode::Upsert,
-            WriteMethod::Copy,
-            Some("seq"),
-            false,
-        ));
-    }
-    all
+        (
+            drain(GUARDED, Mode::Upsert, WriteMethod::Copy, Some("seq"), false),
+            more,
+        ),
+    ]
+    .into_iter()
+    .filter(|(d, by_default)| args.runs(d.short, *by_default))
+    .map(|(d, _)| d)
+    .collect()
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -137,7 +153,8 @@ async fn main() {
     if args.pin {
         pin::pin_tree(postmaster.expect("postmaster.pid")).expect("pinning Postgres");
     }
-    let pooler = (!args.direct_only)
+    let pooler = args
+        .runs("pooled", !args.direct_only)
         .then(|| PgBouncer::start(&pg, POOL_SIZE).expect("pgbouncer (apt install pgbouncer)"));
     let bouncer = pooler.as_ref().map(PgBouncer::pid);
     if let (true, Some(pid)) = (args.pin, bouncer) {
@@ -194,25 +211,45 @@ async fn main() {
                 print_run(&sample, &report, args.pin);
                 results.samples.push(sample);
             }
-            if let Some(tansu) = &args.tansu {
+            // sluice in a process of its own, reading the mock cluster (which
+            // keeps to librdkafka's fetch limits, as a Kafka broker does),
+            // then tansu (which answers a fetch with all it has).
+            let brokers = [
+                (PROCESS_MOCK, None, args.runs("process-mock", true)),
+                (PROCESS, args.tansu.as_deref(), args.runs("process", true)),
+            ];
+            for (method, tansu, wanted) in brokers {
+                if !wanted || (method == PROCESS && tansu.is_none()) {
+                    continue;
+                }
                 let variant = Variant {
                     max_rows: Some(max_rows),
                     librdkafka: args.librdkafka.clone(),
                     ..Variant::default()
                 };
                 let drained = process::drain(&pg, tansu, &demo, variant, probe.clone()).await;
-                let mut sample = sample(run, max_rows, PROCESS, &drained.report);
+                let mut sample = sample(run, max_rows, method, &drained.report);
                 sample.rss_kb = drained.peak_rss_kb;
                 print_run(&sample, &drained.report, args.pin);
                 let rss = drained
                     .peak_rss_kb
                     .map_or("?".into(), |k| format!("{k} kB"));
                 println!(
-                    "run {run} max_rows {max_rows} {PROCESS}: peak RSS of the sluice process {rss}"
+                    "run {run} max_rows {max_rows} {method}: peak RSS of the sluice process {rss}"
                 );
                 results.samples.push(sample);
             }
-            if args.no_refs {
+            let methods: Vec<refs::Method> = [
+                refs::Method::R1,
+                refs::Method::R1b,
+                refs::Method::R2,
+                refs::Method::R3,
+                refs::Method::R3g,
+            ]
+            .into_iter()
+            .filter(|m| args.runs(m.short(), !args.no_refs))
+            .collect();
+            if methods.is_empty() {
                 continue;
             }
             if results.peak_rss.is_none() {
@@ -226,13 +263,7 @@ async fn main() {
                 e.insert(refs::extract(&url, &demo, max_rows).await);
             }
             let rows = &rows[&max_rows];
-            for method in [
-                refs::Method::R1,
-                refs::Method::R1b,
-                refs::Method::R2,
-                refs::Method::R3,
-                refs::Method::R3g,
-            ] {
+            for method in methods {
                 let url = pg.create_database("drain").await.expect("database");
                 let (elapsed, count) = refs::run(method, &url, rows).await;
                 assert_eq!(count, rows.rows as i64, "{} wrote every row", method.name());

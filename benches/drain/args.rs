@@ -28,6 +28,39 @@ pub struct Args {
     /// `--tansu BIN`: also drain from tansu with sluice as its own process
     /// (process.rs), and run `--latency` against tansu.
     pub tansu: Option<PathBuf>,
+    /// `--only append,insert,r2,...`: just these writers (the short names
+    /// of [`SHORT_NAMES`]), for an A/B of one path, whatever
+    /// `--direct-only` and `--no-refs` say; `None`: every one those allow.
+    pub only: Option<Vec<String>>,
+}
+
+/// The writers `--only` names: sluice's drains, the process drains from
+/// the mock cluster (`process-mock`) and from tansu (`process`), and the
+/// reference writes.
+pub const SHORT_NAMES: [&str; 12] = [
+    "append",
+    "pooled",
+    "insert",
+    "upsert",
+    "guarded",
+    "process-mock",
+    "process",
+    "r1",
+    "r1b",
+    "r2",
+    "r3",
+    "r3g",
+];
+
+impl Args {
+    /// Whether the writer of short name `name` runs: as `--only` says,
+    /// else `by_default` (what `--direct-only` and `--no-refs` leave).
+    pub fn runs(&self, name: &str, by_default: bool) -> bool {
+        match &self.only {
+            Some(only) => only.iter().any(|o| o == name),
+            None => by_default,
+        }
+    }
 }
 
 pub fn parse() -> Args {
@@ -45,6 +78,7 @@ pub fn parse() -> Args {
         json: PathBuf::from("target/drain-results.json"),
         librdkafka: Vec::new(),
         tansu: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +106,16 @@ pub fn parse() -> Args {
             "--latency-secs" => args.latency_secs = number(&arg, text(&arg)) as u64,
             "--json" => args.json = PathBuf::from(text(&arg)),
             "--tansu" => args.tansu = Some(PathBuf::from(text(&arg))),
+            "--only" => {
+                let names: Vec<String> = text(&arg)
+                    .split(',')
+                    .map(|n| n.trim().to_lowercase())
+                    .collect();
+                if let Some(bad) = names.iter().find(|n| !SHORT_NAMES.contains(&n.as_str())) {
+                    panic!("--only takes some of {SHORT_NAMES:?}, not {bad}");
+                }
+                args.only = Some(names);
+            }
             "--librdkafka" => {
                 let setting = text(&arg);
                 let (key, value) = setting

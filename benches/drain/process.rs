@@ -1,9 +1,10 @@
-//! `--tansu BIN`'s drain: the same append drain with the broker (tansu)
-//! and sluice each in a process of their own, `sluice run` on the demo's
-//! configuration, so the sink's CPU per record and its peak resident set
-//! (`VmHWM` of its process, read when the backlog is drained) are its
-//! alone: in the in-process drains they include the mock cluster, which
-//! holds the whole backlog, and this process's copy of the events.
+//! The process drains: the same append drain with sluice in a process of
+//! its own, `sluice run` on the demo's configuration, so the sink's CPU per
+//! record and its peak resident set (`VmHWM` of its process, read when the
+//! backlog is drained) are its alone: in the in-process drains they
+//! include the mock cluster, which holds the whole backlog, and this
+//! process's copy of the events. The broker is the mock cluster, kept in
+//! this process, or tansu (`--tansu BIN`) in its own.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use sluice::embedded::postgres::EmbeddedPostgres;
 
 use super::pin;
 use super::refs::connect;
-use super::tansu::Tansu;
+use super::tansu::Broker;
 
 /// What a process drain measured besides a [`DrainReport`].
 pub struct ProcessDrain {
@@ -27,7 +28,7 @@ pub struct ProcessDrain {
 
 pub async fn drain(
     pg: &EmbeddedPostgres,
-    tansu: &std::path::Path,
+    tansu: Option<&std::path::Path>,
     demo: &DemoArgs,
     variant: Variant,
     probe: CpuProbe,
@@ -39,9 +40,8 @@ pub async fn drain(
         .await
         .expect("the demo's table");
     // Alive until the drain is verified (dropped at the end: killed).
-    let broker = Tansu::start(tansu);
-    broker.create_topic(TOPIC, demo.partitions).await;
-    let bootstrap = broker.bootstrap.clone();
+    let broker = Broker::start(tansu, TOPIC, demo.partitions).await;
+    let bootstrap = broker.bootstrap().to_string();
     let records = demo::events(demo);
     let poison = records
         .iter()
@@ -49,7 +49,7 @@ pub async fn drain(
         .count();
     let delivered = produce(&bootstrap, TOPIC, records)
         .await
-        .expect("the backlog produced into tansu");
+        .expect("the backlog produced into the broker");
     let mut end: HashMap<i32, i64> = HashMap::new();
     for (p, o) in &delivered {
         let e = end.entry(*p).or_default();

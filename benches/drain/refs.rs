@@ -65,6 +65,17 @@ pub enum Method {
 }
 
 impl Method {
+    /// Its name for `--only` (args::SHORT_NAMES).
+    pub fn short(self) -> &'static str {
+        match self {
+            Method::R1 => "r1",
+            Method::R1b => "r1b",
+            Method::R2 => "r2",
+            Method::R3 => "r3",
+            Method::R3g => "r3g",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::R1 => "R1 one COPY",

@@ -22,7 +22,8 @@ pub struct Sample {
     /// With `--pin`, cores busy over a drain's steady part: this process,
     /// Postgres, PgBouncer.
     pub cores: Option<[Option<f64>; 3]>,
-    /// `--tansu`'s process drain: the sluice process's peak resident set, kB.
+    /// A process drain's (process.rs): the sluice process's peak resident
+    /// set, kB.
     pub rss_kb: Option<u64>,
 }
 
@@ -46,6 +47,10 @@ pub const UPSERT: &str = "sluice upsert";
 pub const GUARDED: &str = "sluice upsert guarded";
 /// `--tansu`: append from tansu, sluice in its own process (process.rs).
 pub const PROCESS: &str = "sluice append, own process";
+/// Append from the mock cluster (in the benchmark's process), sluice in
+/// its own process: sluice's CPU and memory with a broker that keeps to
+/// the fetch limits.
+pub const PROCESS_MOCK: &str = "sluice append, own process, mock";
 
 #[derive(Default)]
 pub struct Results {

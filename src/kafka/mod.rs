@@ -28,17 +28,23 @@ pub fn start_offset(stored: Option<i64>) -> Offset {
 }
 
 /// How many records librdkafka keeps fetched ahead per partition
-/// (`queued.min.messages`): two batches, at least 10,000. With the floor
-/// at 1,000 the drain benchmark's workers waited on fetches at small
-/// batches: 16 partitions, `max_rows: 1000`, 500,000 records went at
-/// 172,000 records/s with 2,000 queued, 216,000 with 5,000, 227,000 with
-/// 10,000 (docs/performance.md). At `max_rows: 5000` ten batches gained
-/// nothing measurable over two, and each queued record costs librdkafka
-/// about 240 bytes besides its own (a heap profile), so the count is not
-/// raised further. The bytes cap, `queued.max.messages.kbytes`, applies as
+/// (`queued.min.messages`): one batch, at least 5,000. Before batch intake
+/// (`kafka::burst`) workers waited on fetches with less than two batches
+/// queued (16 partitions, `max_rows: 1000`, 500,000 records: 172,000
+/// records/s with 2,000 queued, 227,000 with 10,000). Since then, with
+/// sluice in its own process reading the mock cluster (1,000,000 records,
+/// 32 partitions; docs/performance.md), one batch drains as fast as two
+/// and takes a third less memory: at `max_rows: 5000` 296,000 against
+/// 298,000 records/s (medians of 3, alternated) and 147–150 MB peak RSS
+/// against 222–228 MB; at `max_rows: 1000` 5,000 queued gave 208,000–
+/// 216,000 against 210,000–219,000 with 10,000, 108–111 MB against 177 MB.
+/// Less than a batch was slower in one run of two (250,000 with 3,000 at
+/// `max_rows: 5000`), so the floor stays above the smaller batch sizes.
+/// Each queued record costs librdkafka about 240 bytes besides its own (a
+/// heap profile). The bytes cap, `queued.max.messages.kbytes`, applies as
 /// well.
 fn prefetch_messages(max_rows: usize) -> usize {
-    max_rows.saturating_mul(2).max(10_000)
+    max_rows.max(5_000)
 }
 
 /// librdkafka settings: sluice's defaults, then the user's raw settings
@@ -104,17 +110,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_prefetch_holds_two_batches_and_at_least_ten_thousand_records() {
-        assert_eq!(prefetch_messages(1), 10_000);
-        assert_eq!(prefetch_messages(1000), 10_000);
-        assert_eq!(prefetch_messages(5000), 10_000);
-        assert_eq!(prefetch_messages(20_000), 40_000);
+    fn the_prefetch_holds_one_batch_and_at_least_five_thousand_records() {
+        assert_eq!(prefetch_messages(1), 5_000);
+        assert_eq!(prefetch_messages(1000), 5_000);
+        assert_eq!(prefetch_messages(5000), 5_000);
+        assert_eq!(prefetch_messages(20_000), 20_000);
         assert_eq!(prefetch_messages(usize::MAX), usize::MAX);
         let yaml = "kafka:\n  brokers: b:9092\n  group_id: g\npostgres:\n  url: postgres://h/d\n\
                     batch:\n  max_rows: 8000\nroutes:\n  - topic: t\n    table: public.t\n    columns:\n      id: /id\n";
         let config = Config::from_yaml(yaml, |_| None).expect("config");
         let cc = client_config(&config);
-        assert_eq!(cc.get("queued.min.messages"), Some("16000"));
+        assert_eq!(cc.get("queued.min.messages"), Some("8000"));
         // The bytes still cap the queue: twice batch.max_bytes (4 MiB).
         assert_eq!(cc.get("queued.max.messages.kbytes"), Some("8192"));
     }
