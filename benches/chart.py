@@ -30,6 +30,7 @@ ORDER = [
     "R2 multi-row INSERT",
     "sluice insert",
     "R3 staged upsert",
+    "R3u unnest upsert",
     "sluice upsert",
     "R3g staged upsert guarded",
     "sluice upsert guarded",

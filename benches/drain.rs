@@ -11,7 +11,8 @@
 //!   on partition and offset) without and with a version guard (`version:
 //!   seq`);
 //! - the reference writes of the same rows by hand (refs.rs: R1, R1b, R2,
-//!   R3, R3g), then the medians and the ratios issue #14 sets targets for.
+//!   R3, R3g, R3u), then the medians and the ratios issue #14 sets targets
+//!   for.
 //!
 //! ```text
 //! cargo bench --bench drain -- [--records N] [--partitions P] [--runs K]
@@ -51,6 +52,8 @@ mod process;
 mod refs;
 #[path = "drain/refs_insert.rs"]
 mod refs_insert;
+#[path = "drain/refs_unnest.rs"]
+mod refs_unnest;
 #[path = "drain/results.rs"]
 mod results;
 #[path = "drain/tansu.rs"]
@@ -245,6 +248,7 @@ async fn main() {
                 refs::Method::R2,
                 refs::Method::R3,
                 refs::Method::R3g,
+                refs::Method::R3u,
             ]
             .into_iter()
             .filter(|m| args.runs(m.short(), !args.no_refs))

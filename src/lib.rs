@@ -36,8 +36,9 @@
 //!   into the worker's shared buffers (`record::Arena`).
 //! - [`sink`]: catalog, decoding (one pass over each JSON value for the
 //!   route's pointers, compiled once: `sink::extract`) and coercion straight
-//!   into binary COPY rows sent in large frames (`sink::rows`), binary cells
-//!   for INSERT, the writer of a topic's routes in one transaction
+//!   into binary COPY rows sent in large frames (`sink::rows`), the same
+//!   rows bound as a multi-row INSERT's parameters (`sink::params`), binary
+//!   cells for upserts and deletes, the writer of a topic's routes in one transaction
 //!   (`sink::topic`) and of each route's table (`sink::writer`),
 //!   commit with retry/bisection, SQLSTATE classification, and the
 //!   privileges each route needs (`sink::privileges`).

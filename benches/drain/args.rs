@@ -37,7 +37,7 @@ pub struct Args {
 /// The writers `--only` names: sluice's drains, the process drains from
 /// the mock cluster (`process-mock`) and from tansu (`process`), and the
 /// reference writes.
-pub const SHORT_NAMES: [&str; 12] = [
+pub const SHORT_NAMES: [&str; 13] = [
     "append",
     "pooled",
     "insert",
@@ -50,6 +50,7 @@ pub const SHORT_NAMES: [&str; 12] = [
     "r2",
     "r3",
     "r3g",
+    "r3u",
 ];
 
 impl Args {

@@ -15,7 +15,9 @@
 //!   (`ON COMMIT DROP`), then `INSERT ... SELECT ... ON CONFLICT (key) DO
 //!   UPDATE` into the table (what an upsert route does per batch);
 //! - **R3g**: R3 with the version guard an upsert route with `version:
-//!   seq` adds (`WHERE t.seq IS NULL OR t.seq < EXCLUDED.seq`).
+//!   seq` adds (`WHERE t.seq IS NULL OR t.seq < EXCLUDED.seq`);
+//! - **R3u**: R3 without the temp table: `INSERT ... SELECT * FROM
+//!   unnest($1, ...)` of one binary array per column (refs_unnest.rs).
 //!
 //! The rows are decoded once, before any timing, by the crate's own
 //! decoder planned on the real table, and kept as encoded COPY rows: what
@@ -37,6 +39,7 @@ use sluice::sink::cell::Cell;
 use sluice::sink::decode::RowDecoder;
 
 use super::refs_insert::Statements;
+use super::refs_unnest::Unnest;
 
 /// Every column of the demo's table, as the route maps them.
 pub const COLUMNS: &str =
@@ -52,6 +55,8 @@ pub struct Rows {
     /// R2's statements and parameters, split from `chunks` before any
     /// timing.
     pub inserts: Arc<Statements>,
+    /// R3u's statement and arrays, built from `chunks` before any timing.
+    pub unnest: Arc<Unnest>,
 }
 
 /// One reference write.
@@ -62,6 +67,7 @@ pub enum Method {
     R2,
     R3,
     R3g,
+    R3u,
 }
 
 impl Method {
@@ -73,6 +79,7 @@ impl Method {
             Method::R2 => "r2",
             Method::R3 => "r3",
             Method::R3g => "r3g",
+            Method::R3u => "r3u",
         }
     }
 
@@ -83,6 +90,7 @@ impl Method {
             Method::R2 => "R2 multi-row INSERT",
             Method::R3 => "R3 staged upsert",
             Method::R3g => "R3g staged upsert guarded",
+            Method::R3u => "R3u unnest upsert",
         }
     }
 }
@@ -167,6 +175,7 @@ pub async fn extract(url: &str, demo: &DemoArgs, max_rows: usize) -> Rows {
     }
     Rows {
         inserts: Arc::new(Statements::new(&chunks, &types)),
+        unnest: Arc::new(Unnest::new(&chunks, &types, KEY, "")),
         chunks,
         rows,
         pool_size: config.postgres.pool_size,
@@ -204,20 +213,21 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
     create_table(&setup).await;
     let connections = match method {
         Method::R1 => 1,
-        Method::R1b | Method::R2 | Method::R3 | Method::R3g => rows.pool_size,
+        Method::R1b | Method::R2 | Method::R3 | Method::R3g | Method::R3u => rows.pool_size,
     };
     let mut clients = Vec::new();
     for _ in 0..connections {
         clients.push(connect(url).await);
     }
     let chunks = Arc::new(rows.chunks.clone());
-    let inserts = rows.inserts.clone();
+    let (inserts, unnest) = (rows.inserts.clone(), rows.unnest.clone());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = clients
         .into_iter()
         .map(|client| {
             let (chunks, inserts, next) = (chunks.clone(), inserts.clone(), next.clone());
+            let unnest = unnest.clone();
             tokio::spawn(async move {
                 if let Method::R1 = method {
                     client.batch_execute("BEGIN").await.expect("BEGIN");
@@ -242,6 +252,7 @@ pub async fn run(method: Method, url: &str, rows: &Rows) -> (Duration, i64) {
                             .await
                         }
                         Method::R2 => inserts.insert(&client, i).await,
+                        Method::R3u => unnest.upsert(&client, i).await,
                         _ => copy(&client, TABLE, std::slice::from_ref(chunk)).await,
                     }
                     client.batch_execute("COMMIT").await.expect("COMMIT");

@@ -28,7 +28,7 @@ pub struct Sample {
 }
 
 /// The ratios issue #14 sets targets for: (name, sluice method, reference).
-const RATIOS: [(&str, &str, &str); 5] = [
+const RATIOS: [(&str, &str, &str); 6] = [
     ("sluice / R1b", APPEND, "R1b chunked COPY"),
     ("sluice insert / R2", INSERT, "R2 multi-row INSERT"),
     ("sluice upsert / R3", UPSERT, "R3 staged upsert"),
@@ -38,6 +38,12 @@ const RATIOS: [(&str, &str, &str); 5] = [
         "sluice upsert guarded / R3g",
         GUARDED,
         "R3g staged upsert guarded",
+    ),
+    // Which upsert shape Postgres takes faster (sluice stages).
+    (
+        "R3u unnest / R3 staged",
+        "R3u unnest upsert",
+        "R3 staged upsert",
     ),
 ];
 pub const APPEND: &str = "sluice append";
