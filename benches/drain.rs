@@ -81,14 +81,8 @@ struct Drain {
 }
 
 fn drains(args: &args::Args) -> Vec<Drain> {
-    let drain = |method, mode, write_method, version, pooled| Drain {
-        short: match method {
-            APPEND => "append",
-            POOLED => "pooled",
-            INSERT => "insert",
-            UPSERT => "upsert",
-            _ => "guarded",
-        },
+    let drain = |(short, method), mode, write_method, version, pooled| Drain {
+        short,
         method,
         mode,
         write_method,
@@ -98,25 +92,55 @@ fn drains(args: &args::Args) -> Vec<Drain> {
     let (pooled, more) = (!args.direct_only, !args.no_refs);
     [
         (
-            drain(APPEND, Mode::Append, WriteMethod::Copy, None, false),
+            drain(
+                ("append", APPEND),
+                Mode::Append,
+                WriteMethod::Copy,
+                None,
+                false,
+            ),
             true,
         ),
         (
-            drain(POOLED, Mode::Append, WriteMethod::Copy, None, true),
+            drain(
+                ("pooled", POOLED),
+                Mode::Append,
+                WriteMethod::Copy,
+                None,
+                true,
+            ),
             pooled,
         ),
         (
-            drain(INSERT, Mode::Append, WriteMethod::Insert, None, false),
+            drain(
+                ("insert", INSERT),
+                Mode::Append,
+                WriteMethod::Insert,
+                None,
+                false,
+            ),
             more,
         ),
         (
-            drain(UPSERT, Mode::Upsert, WriteMethod::Copy, None, false),
+            drain(
+                ("upsert", UPSERT),
+                Mode::Upsert,
+                WriteMethod::Copy,
+                None,
+                false,
+            ),
             more,
         ),
         // The key is each record's coordinates, so the guard never skips
         // a row: what is measured is its cost on every row.
         (
-            drain(GUARDED, Mode::Upsert, WriteMethod::Copy, Some("seq"), false),
+            drain(
+                ("guarded", GUARDED),
+                Mode::Upsert,
+                WriteMethod::Copy,
+                Some("seq"),
+                false,
+            ),
             more,
         ),
     ]

@@ -16,9 +16,10 @@ use tokio_postgres::Client;
 use super::refs::COLUMNS;
 use sluice::demo::TABLE;
 
-/// One field in Postgres' binary format, `None` for NULL.
+/// One value in Postgres' binary format, `None` for NULL (a field here,
+/// a whole array in refs_unnest.rs).
 #[derive(Debug, Clone)]
-struct Raw(Option<Bytes>);
+pub struct Raw(pub Option<Bytes>);
 
 impl ToSql for Raw {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {

@@ -7,37 +7,19 @@
 //! timing: an array element is a binary field's bytes with an `i32`
 //! length, as in a COPY row, so what is timed is Postgres taking them.
 
-use std::error::Error;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 use super::refs::COLUMNS;
+use super::refs_insert::Raw;
 use sluice::demo::TABLE;
-
-/// One column's values as a binary one-dimensional array.
-#[derive(Debug, Clone)]
-struct Array(Bytes);
-
-impl ToSql for Array {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_slice(&self.0);
-        Ok(IsNull::No)
-    }
-
-    // Built for the array type of the column's catalog type (array_type).
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
 
 /// Every chunk's arrays and the statement they go with.
 pub struct Unnest {
     types: Vec<Type>,
-    chunks: Vec<Vec<Array>>,
+    /// Per chunk, one array per column.
+    chunks: Vec<Vec<Raw>>,
     sql: String,
 }
 
@@ -62,7 +44,7 @@ impl Unnest {
                 columns
                     .iter()
                     .zip(types)
-                    .map(|(values, t)| Array(array(values, t)))
+                    .map(|(values, t)| Raw(Some(array(values, t))))
                     .collect()
             })
             .collect();

@@ -200,7 +200,7 @@ impl<'t> RowWriter<'t> {
                 *encoded_rows += 1;
                 *rows += 1;
                 if *encoded_rows == sql.chunk_rows {
-                    *affected += execute_encoded(sql, txn, encoded, *encoded_rows).await?;
+                    *affected += execute_encoded(sql, txn, encoded).await?;
                     *encoded_rows = 0;
                 }
             }
@@ -231,9 +231,7 @@ impl<'t> RowWriter<'t> {
                 params.append(cells);
                 *rows += 1;
                 if params.len() == sql.chunk_rows * sql.types.len() {
-                    *affected += txn
-                        .execute_typed(&sql.full_chunk, &typed(params, &sql.types))
-                        .await?;
+                    *affected += execute_values(sql, txn, params).await?;
                     params.clear();
                 }
             }
@@ -271,14 +269,10 @@ impl<'t> RowWriter<'t> {
                 mut affected,
             } => {
                 if encoded_rows > 0 {
-                    affected += execute_encoded(sql, txn, &mut encoded, encoded_rows).await?;
+                    affected += execute_encoded(sql, txn, &mut encoded).await?;
                 }
                 if !params.is_empty() {
-                    let n = params.len() / sql.types.len().max(1);
-                    let stmt = values_sql(&sql.head, &sql.tail, n, sql.types.len());
-                    affected += txn
-                        .execute_typed(&stmt, &typed(&params, &sql.types))
-                        .await?;
+                    affected += execute_values(sql, txn, &params).await?;
                 }
                 Ok((rows, affected))
             }
@@ -302,43 +296,43 @@ fn chunk_rows(ncols: usize, max_rows: usize) -> usize {
     (MAX_PARAMS / ncols.max(1)).clamp(1, max_rows.max(1))
 }
 
-/// One `VALUES` statement of the `n` rows encoded in `rows` (COPY's row
+/// One `VALUES` statement of the rows encoded in `rows` (COPY's row
 /// layout), which is emptied for the next chunk; the rows affected.
 async fn execute_encoded(
     sql: &RowSql,
     txn: &Transaction<'_>,
     rows: &mut BytesMut,
-    n: usize,
 ) -> Result<u64, SinkError> {
+    let mut fields = Vec::with_capacity(sql.chunk_rows * sql.types.len());
+    params::fields(rows, &mut fields);
+    let affected = execute_values(sql, txn, &fields).await?;
+    rows.clear();
+    Ok(affected)
+}
+
+/// One `VALUES` statement of `params` (whole rows, each value with its
+/// column's type); the rows affected. It is an unnamed statement: no named
+/// prepared statement outlives a statement, so the same code works through
+/// a transaction-pooling PgBouncer, whose server connections other clients'
+/// statements share (docs/operations.md, "PgBouncer"); and parse, bind and
+/// execute travel in one round trip.
+async fn execute_values<T: ToSql + Sync>(
+    sql: &RowSql,
+    txn: &Transaction<'_>,
+    params: &[T],
+) -> Result<u64, SinkError> {
+    let ncols = sql.types.len().max(1);
+    let n = params.len() / ncols;
     let statement = match n == sql.chunk_rows {
         true => std::borrow::Cow::Borrowed(sql.full_chunk.as_str()),
         false => values_sql(&sql.head, &sql.tail, n, sql.types.len()).into(),
     };
-    let mut params = Vec::with_capacity(n * sql.types.len());
-    params::fields(rows, &mut params);
     let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
         .iter()
         .zip(sql.types.iter().cycle())
         .map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone()))
         .collect();
-    let affected = txn.execute_typed(&statement, &typed).await?;
-    drop(typed);
-    drop(params);
-    rows.clear();
-    Ok(affected)
-}
-
-/// Each cell with its column's type, for an unnamed statement: no named
-/// prepared statement outlives a statement, so the same code works through
-/// a transaction-pooling PgBouncer, whose server connections other clients'
-/// statements share (docs/operations.md, "PgBouncer"); and parse, bind and
-/// execute travel in one round trip.
-fn typed<'a>(cells: &'a [Cell], types: &[Type]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
-    cells
-        .iter()
-        .zip(types.iter().cycle())
-        .map(|(c, t)| (c as &(dyn ToSql + Sync), t.clone()))
-        .collect()
+    Ok(txn.execute_typed(&statement, &typed).await?)
 }
 
 /// `head ($1, $2), ($3, $4) ... tail` for `rows` rows of `ncols`.
